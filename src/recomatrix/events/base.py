@@ -1,0 +1,43 @@
+"""The EventBus seam: an append-only, per-partition ordered log read by consumer groups."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from recomatrix.types import Event
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One event handed to a consumer; ack `message_id` once its effects are stored."""
+
+    message_id: str
+    event: Event
+
+
+class EventBus(Protocol):
+    """At-least-once delivery: an event stays pending for its group until acknowledged."""
+
+    def publish(self, events: Sequence[Event]) -> None:
+        """Append events to the log (all or nothing)."""
+        ...
+
+    def consume(
+        self, group: str, consumer: str, *, max_events: int, block_s: float
+    ) -> list[Delivery]:
+        """Up to `max_events` new events for `group`, waiting up to `block_s` for the first."""
+        ...
+
+    def ack(self, group: str, message_ids: Sequence[str]) -> None:
+        """Mark deliveries as processed by `group`."""
+        ...
+
+    def reclaim(self, group: str, consumer: str, *, min_idle_s: float) -> list[Delivery]:
+        """Take over deliveries left pending longer than `min_idle_s` (a consumer died)."""
+        ...
+
+    def lag(self, group: str) -> int:
+        """Events published but not yet acknowledged by `group`."""
+        ...

@@ -1,0 +1,148 @@
+"""The offline log: every applied event and every served impression, appended to Parquet.
+
+Rows are buffered and written as immutable part files (`events/part-*.parquet`,
+`impressions/part-*.parquet`) by a background flusher, so the request path only appends
+to a list. DuckDB and pyarrow read a folder of parts as one table.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from recomatrix.types import Event
+
+log = logging.getLogger(__name__)
+
+EVENT_SCHEMA = pa.schema(
+    [
+        ("event_id", pa.string()),
+        ("user_id", pa.string()),
+        ("item_id", pa.string()),
+        ("type", pa.string()),
+        ("ts", pa.float64()),
+        ("watch_seconds", pa.float32()),
+    ]
+)
+
+IMPRESSION_SCHEMA = pa.schema(
+    [
+        ("request_id", pa.string()),
+        ("user_id", pa.string()),
+        ("item_id", pa.string()),
+        ("position", pa.int32()),
+        ("source", pa.string()),
+        ("score", pa.float32()),
+        ("model_version", pa.string()),
+        ("ts", pa.float64()),
+        ("features", pa.list_(pa.float32())),
+    ]
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Impression:
+    """One item served to one user, with the exact feature row the ranker saw."""
+
+    request_id: str
+    user_id: str
+    item_id: str
+    position: int
+    source: str
+    score: float
+    model_version: str
+    ts: float
+    features: Sequence[float]
+
+
+class ParquetLog:
+    """Append-only Parquet log under `root`; call `close()` to flush what is buffered."""
+
+    def __init__(self, *, root: Path, flush_rows: int = 50_000, flush_interval_s: float = 2.0):
+        self.root = root
+        (root / "events").mkdir(parents=True, exist_ok=True)
+        (root / "impressions").mkdir(parents=True, exist_ok=True)
+        self._events: list[Event] = []
+        self._impressions: list[Impression] = []
+        self._lock = threading.Lock()
+        self._flush_rows = flush_rows
+        self._seq = itertools.count()
+        self._stop = threading.Event()
+        self._flusher = threading.Thread(
+            target=self._run, args=(flush_interval_s,), name="offline-log", daemon=True
+        )
+        self._flusher.start()
+
+    def append_events(self, events: Sequence[Event]) -> None:
+        with self._lock:
+            self._events.extend(events)
+        if len(self._events) >= self._flush_rows:
+            self.flush()
+
+    def append_impressions(self, impressions: Sequence[Impression]) -> None:
+        with self._lock:
+            self._impressions.extend(impressions)
+
+    def flush(self) -> None:
+        """Write everything buffered as new part files."""
+        with self._lock:
+            events, self._events = self._events, []
+            impressions, self._impressions = self._impressions, []
+        try:
+            if events:
+                columns = {n: [getattr(e, n) for e in events] for n in EVENT_SCHEMA.names}
+                self._write("events", pa.table(columns, schema=EVENT_SCHEMA))
+                events = []
+            if impressions:
+                columns = {n: [getattr(i, n) for i in impressions] for n in IMPRESSION_SCHEMA.names}
+                columns["features"] = [list(i.features) for i in impressions]
+                self._write("impressions", pa.table(columns, schema=IMPRESSION_SCHEMA))
+        except Exception:
+            with self._lock:  # keep the rows for the next attempt instead of losing them
+                self._events[:0] = events
+                self._impressions[:0] = impressions
+            raise
+
+    def close(self) -> None:
+        self._stop.set()
+        self._flusher.join(timeout=10)
+        self.flush()
+
+    def _write(self, kind: str, table: pa.Table) -> None:
+        name = f"part-{time.time_ns()}-{os.getpid()}-{next(self._seq):06d}.parquet"
+        tmp = self.root / kind / f".{name}.tmp"
+        pq.write_table(table, tmp, compression="zstd")
+        tmp.rename(self.root / kind / name)  # readers never see a half-written part
+
+    def _run(self, interval_s: float) -> None:
+        while not self._stop.wait(interval_s):
+            try:
+                self.flush()
+            except Exception:  # rows stay buffered and are retried on the next tick
+                log.exception("offline log flush failed; will retry")
+
+
+def read_events(root: Path) -> pa.Table:
+    """Every event in the log under `root` as one table."""
+    return _read(root / "events", EVENT_SCHEMA)
+
+
+def read_impressions(root: Path) -> pa.Table:
+    """Every impression in the log under `root` as one table."""
+    return _read(root / "impressions", IMPRESSION_SCHEMA)
+
+
+def _read(folder: Path, schema: pa.Schema) -> pa.Table:
+    parts = sorted(folder.glob("part-*.parquet"))
+    if not parts:
+        return schema.empty_table()
+    return pa.concat_tables([pq.read_table(p) for p in parts])

@@ -1,0 +1,90 @@
+"""The item catalogue: item records, their integer index keys and their retrieval vectors."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+import numpy as np
+
+from recomatrix.types import Item, ItemId
+
+
+class Catalogue:
+    """Maps string item ids to dense integer keys (what the vector indexes store).
+
+    Keys are never reused, so a stale key from an index can always be told apart from a
+    live item. Reads take no lock: writers replace whole arrays, never mutate in place.
+    """
+
+    def __init__(self, *, ndim: int, capacity: int = 1024) -> None:
+        self.ndim = ndim
+        self._lock = threading.Lock()
+        self._items: dict[ItemId, Item] = {}
+        self._keys: dict[ItemId, int] = {}
+        self._ids: list[ItemId | None] = []  # key -> item id, None once deleted
+        self._vectors = np.zeros((capacity, ndim), dtype=np.float32)
+
+    def put(self, items: Sequence[Item], vectors: np.ndarray) -> np.ndarray:
+        """Create or replace items with their vectors; returns their keys."""
+        if len(items) != len(vectors):
+            raise ValueError(f"{len(items)} items but {len(vectors)} vectors")
+        with self._lock:
+            keys = np.empty(len(items), dtype=np.int64)
+            for i, item in enumerate(items):
+                key = self._keys.get(item.item_id)
+                if key is None:
+                    key = len(self._ids)
+                    self._ids.append(item.item_id)
+                    self._keys[item.item_id] = key
+                self._items[item.item_id] = item
+                keys[i] = key
+            self._grow(len(self._ids))
+            self._vectors[keys] = vectors
+            return keys
+
+    def delete(self, item_id: ItemId) -> int | None:
+        """Forget an item; returns its key (None when unknown)."""
+        with self._lock:
+            key = self._keys.pop(item_id, None)
+            self._items.pop(item_id, None)
+            if key is not None:
+                self._ids[key] = None
+            return key
+
+    def get(self, item_id: ItemId) -> Item | None:
+        return self._items.get(item_id)
+
+    def key(self, item_id: ItemId) -> int | None:
+        return self._keys.get(item_id)
+
+    def item_id(self, key: int) -> ItemId | None:
+        """The live item behind an index key, None when deleted or unknown."""
+        return self._ids[key] if 0 <= key < len(self._ids) else None
+
+    def vectors(self, item_ids: Sequence[ItemId]) -> np.ndarray:
+        """Retrieval vectors of live items, in order (zero rows for unknown ids)."""
+        keys = np.fromiter((self._keys.get(i, -1) for i in item_ids), dtype=np.int64)
+        out = self._vectors[np.maximum(keys, 0)]
+        out[keys < 0] = 0.0
+        return out
+
+    def vector(self, item_id: ItemId) -> np.ndarray | None:
+        key = self._keys.get(item_id)
+        return None if key is None else self._vectors[key]
+
+    def __contains__(self, item_id: object) -> bool:
+        return item_id in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def items(self) -> list[Item]:
+        return list(self._items.values())
+
+    def _grow(self, needed: int) -> None:
+        if needed <= len(self._vectors):
+            return
+        grown = np.zeros((max(needed, 2 * len(self._vectors)), self.ndim), dtype=np.float32)
+        grown[: len(self._vectors)] = self._vectors
+        self._vectors = grown

@@ -1,0 +1,216 @@
+"""The HTTP API: routes translate JSON to engine calls and back, nothing more."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import datetime
+from importlib import resources
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from recomatrix.engine import Engine
+from recomatrix.server.limits import BodySizeLimit
+from recomatrix.server.schemas import EventBatch, ItemIn
+from recomatrix.types import Candidate, Event, Item
+
+
+class ORJSONResponse(JSONResponse):
+    """Serialise once with orjson: the default encoder costs milliseconds per response."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def field_error(status: int, loc: list[str | int], msg: str) -> ORJSONResponse:
+    """An error in FastAPI's 422 shape, naming the offending field by its path."""
+    return ORJSONResponse({"detail": [{"loc": loc, "msg": msg}]}, status_code=status)
+
+
+def _epoch(ts: float | datetime | None) -> float:
+    if ts is None:
+        return time.time()
+    return ts.timestamp() if isinstance(ts, datetime) else float(ts)
+
+
+def _candidate_json(c: Candidate, explain: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "item_id": c.item_id,
+        "score": round(c.score, 6),
+        "source": c.source,
+        "genre": c.genre,
+        "creator_id": c.creator_id,
+        "sponsored": c.sponsored,
+    }
+    if explain:
+        out["explain"] = c.explain
+    return out
+
+
+def _item_json(item: Item) -> dict[str, Any]:
+    return {
+        "item_id": item.item_id,
+        "title": item.title,
+        "description": item.description,
+        "genres": list(item.genres),
+        "creator_id": item.creator_id,
+        "tags": list(item.tags),
+        "created_at": item.created_at,
+        "sponsored": item.sponsored,
+    }
+
+
+def create_app(engine: Engine) -> FastAPI:
+    """The FastAPI application serving `engine`."""
+    limits = engine.settings.server
+    app = FastAPI(
+        title="recomatrix",
+        version="0.1.0",
+        description="Real-time two-stage recommendations.",
+        default_response_class=ORJSONResponse,
+    )
+    app.add_middleware(BodySizeLimit, max_bytes=limits.max_body_bytes)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> ORJSONResponse:
+        errors = [
+            {"loc": list(e["loc"]), "msg": e["msg"], "type": e.get("type", "")}
+            for e in exc.errors()
+        ]
+        return ORJSONResponse({"detail": errors}, status_code=422)
+
+    @app.get("/v1/recommendations/{user_id}")
+    def recommendations(
+        user_id: str,
+        n: int = Query(20, ge=1, le=200),
+        explain: bool = False,
+        exclude: str = Query("", max_length=20_000, description="Comma-separated item ids."),
+    ) -> ORJSONResponse:
+        if not user_id.strip() or len(user_id) > 128:
+            return field_error(422, ["path", "user_id"], "user_id must be 1-128 characters")
+        excluded = [i for i in exclude.split(",") if i]
+        recs = engine.recommend(user_id, n=n, exclude=excluded, explain=explain)
+        return ORJSONResponse(
+            {
+                "user_id": recs.user_id,
+                "items": [_candidate_json(c, explain) for c in recs.items],
+                "model_version": recs.model_version,
+                "personalised": recs.personalised,
+                "timings_ms": {k: round(v, 3) for k, v in recs.timings_ms.items()},
+            }
+        )
+
+    @app.post("/v1/events", status_code=202)
+    def post_events(batch: EventBatch) -> ORJSONResponse:
+        if len(batch.events) > limits.max_events_per_batch:
+            return field_error(
+                422, ["body", "events"],
+                f"at most {limits.max_events_per_batch} events per batch; got "
+                f"{len(batch.events)}: split the batch",
+            )  # fmt: skip
+        for i, e in enumerate(batch.events):
+            if e.item_id not in engine.catalogue:
+                return field_error(
+                    422, ["body", "events", i, "item_id"],
+                    f"unknown item {e.item_id!r}: create it with POST /v1/items first",
+                )  # fmt: skip
+        events = [
+            Event(
+                event_id=e.event_id or uuid.uuid4().hex,
+                user_id=e.user_id,
+                item_id=e.item_id,
+                type=e.type,
+                ts=_epoch(e.ts),
+                watch_seconds=e.watch_seconds,
+                context=e.context,
+            )
+            for e in batch.events
+        ]
+        try:
+            accepted = engine.ingest(events)
+        except OverflowError as err:
+            return ORJSONResponse({"detail": str(err)}, status_code=503,
+                                  headers={"Retry-After": "1"})  # fmt: skip
+        return ORJSONResponse({"accepted": accepted}, status_code=202)
+
+    @app.post("/v1/items", status_code=201)
+    def post_item(body: ItemIn) -> ORJSONResponse:
+        if len(body.description) > limits.max_text_chars:
+            return field_error(
+                422, ["body", "description"],
+                f"description is {len(body.description)} characters; at most "
+                f"{limits.max_text_chars} are accepted",
+            )  # fmt: skip
+        item = Item(
+            item_id=body.item_id,
+            title=body.title,
+            description=body.description,
+            tags=tuple(body.tags),
+            genres=tuple(g.lower() for g in body.genres),
+            creator_id=body.creator_id,
+            created_at=_epoch(body.created_at),
+            sponsored=body.sponsored,
+        )
+        replaced = item.item_id in engine.catalogue
+        seconds = engine.put_items([item])
+        return ORJSONResponse(
+            {"item": _item_json(item), "replaced": replaced, "indexed_ms": round(seconds * 1e3, 3)},
+            status_code=200 if replaced else 201,
+        )
+
+    @app.get("/v1/items/{item_id}")
+    def get_item(item_id: str) -> ORJSONResponse:
+        item = engine.catalogue.get(item_id)
+        if item is None:
+            return field_error(404, ["path", "item_id"], f"no item {item_id!r}")
+        return ORJSONResponse(_item_json(item))
+
+    @app.delete("/v1/items/{item_id}")
+    def delete_item(item_id: str) -> Response:
+        if not engine.delete_item(item_id):
+            return field_error(404, ["path", "item_id"], f"no item {item_id!r}")
+        return Response(status_code=204)
+
+    @app.get("/v1/items/{item_id}/similar")
+    def similar(item_id: str, n: int = Query(10, ge=1, le=200)) -> ORJSONResponse:
+        found = engine.similar(item_id, n=n)
+        if found is None:
+            return field_error(404, ["path", "item_id"], f"no item {item_id!r}")
+        return ORJSONResponse(
+            {"item_id": item_id, "items": [_candidate_json(c, False) for c in found]}
+        )
+
+    @app.get("/v1/users/{user_id}/features")
+    def user_features(user_id: str) -> ORJSONResponse:
+        return ORJSONResponse(engine.user_features(user_id))
+
+    @app.get("/healthz")
+    def healthz() -> ORJSONResponse:
+        return ORJSONResponse({"status": "ok"})
+
+    @app.get("/readyz")
+    def readyz() -> ORJSONResponse:
+        ready = engine.processor.running and len(engine.catalogue) > 0
+        body = {
+            "ready": ready,
+            "items": len(engine.catalogue),
+            "model_version": engine.models.version,
+            "event_lag": engine.bus.lag(engine.processor.group),
+        }
+        return ORJSONResponse(body, status_code=200 if ready else 503)
+
+    @app.get("/metrics")
+    def prometheus() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/", response_class=HTMLResponse)
+    def homepage() -> HTMLResponse:
+        page = resources.files("recomatrix.server").joinpath("static/index.html")
+        return HTMLResponse(page.read_text(encoding="utf-8"))
+
+    return app

@@ -1,0 +1,183 @@
+"""The stream processor: applies events to the online store and the offline log.
+
+One code path updates both (dual write): rolling windows per user and item, the session
+interest vector, recent items, the watched-at map and the trending table. Updates are
+idempotent by event id, so a redelivered event is never counted twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from recomatrix.events.base import EventBus
+from recomatrix.features.base import OnlineStore
+from recomatrix.features.state import ENGAGED, ItemState, ItemStats, UserState, trending_score
+from recomatrix.types import ENGAGEMENT_WEIGHT, WATCHED_TYPES, Event, ItemId, UserId
+
+log = logging.getLogger(__name__)
+
+VectorLookup = Callable[[ItemId], "np.ndarray | None"]
+EventSink = Callable[[Sequence[Event]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSettings:
+    session_half_life_s: float = 600.0  # session interest fades to half in 10 minutes
+    recent_items: int = 50  # length of the recent-items list per user
+    history_items: int = 200  # positive items kept per user for the long-term profile
+    watched_retention_s: float = 7 * 86400.0  # watched-at entries older than this are dropped
+
+
+class StreamProcessor:
+    """Consumes the bus as one consumer of `group` and applies batches of events."""
+
+    def __init__(
+        self,
+        *,
+        bus: EventBus,
+        store: OnlineStore,
+        item_vector: VectorLookup,
+        offline_sink: EventSink | None = None,
+        settings: StreamSettings = StreamSettings(),
+        group: str = "stream",
+        consumer: str = "embedded-1",
+    ) -> None:
+        self.bus, self.store, self.item_vector = bus, store, item_vector
+        self.offline_sink = offline_sink
+        self.settings, self.group, self.consumer = settings, group, consumer
+        self.applied = 0
+        self.on_applied: list[Callable[[Sequence[Event]], None]] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def apply(self, events: Sequence[Event], *, copy_on_write: bool = True) -> int:
+        """Apply events not seen before; returns how many were new.
+
+        `copy_on_write=False` mutates stored states in place: only safe while nobody reads
+        (bulk bootstrap), and much faster.
+        """
+        fresh = [e for e, new in zip(events, self.store.claim_events([e.event_id for e in events]), strict=True) if new]
+        if not fresh:
+            return 0
+        fresh.sort(key=lambda e: e.ts)
+        users = self._load_users(sorted({e.user_id for e in fresh}), copy_on_write)
+        items = self._load_items(sorted({e.item_id for e in fresh}), copy_on_write)
+        for event in fresh:
+            self._update_user(users[event.user_id], event)
+            self._update_item(items[event.item_id], event)
+        self.store.put_users(list(users.values()))
+        self.store.put_items(list(items.values()))
+        now = fresh[-1].ts
+        self.store.set_trending(
+            {
+                item_id: trending_score(stats.engaged_5m, stats.engaged_1h)
+                for item_id, state in items.items()
+                for stats in (ItemStats.of(state, now=now),)
+            }
+        )
+        if self.offline_sink is not None:
+            self.offline_sink(fresh)
+        self.applied += len(fresh)
+        for callback in self.on_applied:
+            callback(fresh)
+        return len(fresh)
+
+    def refresh_trending(self, item_ids: Sequence[ItemId], *, now: float) -> None:
+        """Re-score items already in the trending table so cooling items drop out."""
+        states = self.store.get_items(item_ids)
+        self.store.set_trending(
+            {
+                item_id: trending_score(s.engaged_5m, s.engaged_1h)
+                for item_id, state in zip(item_ids, states, strict=True)
+                for s in (ItemStats.of(state, now=now),)
+            }
+        )
+
+    def run_once(self, *, max_events: int = 2000, block_s: float = 0.05) -> int:
+        """Consume one batch from the bus, apply it, then acknowledge it."""
+        deliveries = self.bus.consume(self.group, self.consumer, max_events=max_events, block_s=block_s)
+        if not deliveries:
+            return 0
+        applied = self.apply([d.event for d in deliveries])
+        self.bus.ack(self.group, [d.message_id for d in deliveries])
+        return applied
+
+    def start(self) -> None:
+        """Run `run_once` in a background thread until `stop()`."""
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="stream-processor", daemon=True)
+        self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.run_once()
+            except Exception:  # keep consuming; the batch stays pending and is retried
+                log.exception("stream processor batch failed; retrying after reclaim")
+                for delivery in self.bus.reclaim(self.group, self.consumer, min_idle_s=0.0):
+                    log.debug("reclaimed %s", delivery.message_id)
+                self._stop.wait(0.5)
+
+    def _load_users(self, user_ids: Sequence[UserId], copy: bool) -> dict[UserId, UserState]:
+        states = self.store.get_users(user_ids)
+        return {
+            u: (UserState(u) if s is None else s.copy() if copy else s)
+            for u, s in zip(user_ids, states, strict=True)
+        }
+
+    def _load_items(self, item_ids: Sequence[ItemId], copy: bool) -> dict[ItemId, ItemState]:
+        states = self.store.get_items(item_ids)
+        return {
+            i: (ItemState(i) if s is None else s.copy() if copy else s)
+            for i, s in zip(item_ids, states, strict=True)
+        }
+
+    def _update_user(self, user: UserState, event: Event) -> None:
+        settings = self.settings
+        user.windows.add(event.type, ts=event.ts)
+        if event.watch_seconds:
+            user.windows.add("watch_seconds", ts=event.ts, amount=event.watch_seconds)
+        weight = ENGAGEMENT_WEIGHT.get(event.type, 0.0)
+        vector = self.item_vector(event.item_id) if weight else None
+        if vector is not None:
+            user.session.add(vector, weight=weight, ts=event.ts, half_life_s=settings.session_half_life_s)
+        if event.type != "impression":
+            if event.item_id in user.recent_items:
+                user.recent_items.remove(event.item_id)
+            user.recent_items.insert(0, event.item_id)
+            del user.recent_items[settings.recent_items :]
+        if event.type in ENGAGED:
+            user.history.append(event.item_id)
+            del user.history[: -settings.history_items]
+        if event.type in WATCHED_TYPES:
+            user.watched[event.item_id] = max(event.ts, user.watched.get(event.item_id, 0.0))
+            horizon = event.ts - settings.watched_retention_s
+            if len(user.watched) > 256:
+                user.watched = {i: t for i, t in user.watched.items() if t >= horizon}
+        user.last_ts = max(user.last_ts, event.ts)
+
+    @staticmethod
+    def _update_item(item: ItemState, event: Event) -> None:
+        item.windows.add(event.type, ts=event.ts)
+        if event.watch_seconds:
+            item.windows.add("watch_seconds", ts=event.ts, amount=event.watch_seconds)
+        if event.type in ENGAGED:
+            item.total_engaged += 1.0
+        item.last_ts = max(item.last_ts, event.ts)

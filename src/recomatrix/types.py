@@ -1,0 +1,102 @@
+"""The shared vocabulary of recomatrix: ids, events, items, candidates and rules.
+
+Every stage speaks these types; nothing here imports a stage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+UserId = str
+ItemId = str
+
+EventType = Literal["impression", "view", "click", "like", "skip", "complete"]
+EVENT_TYPES: tuple[EventType, ...] = ("impression", "view", "click", "like", "skip", "complete")
+
+# How strongly each event type pulls the session interest vector towards (positive)
+# or away from (negative) the item's vector. Impressions say nothing about interest.
+ENGAGEMENT_WEIGHT: Mapping[str, float] = {
+    "impression": 0.0,
+    "view": 0.5,
+    "click": 1.0,
+    "like": 2.0,
+    "complete": 2.0,
+    "skip": -1.0,
+}
+
+# Events after which the item counts as watched (for the "not again within 48 h" rule).
+WATCHED_TYPES: frozenset[str] = frozenset({"complete"})
+
+# Candidate sources, in merge priority order.
+SOURCES: tuple[str, ...] = ("personal", "fresh", "trending", "popular")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One user interaction. `ts` is event time in epoch seconds."""
+
+    event_id: str
+    user_id: UserId
+    item_id: ItemId
+    type: EventType
+    ts: float
+    watch_seconds: float = 0.0
+    context: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """A catalogue entry as stored. `genres[0]` is the primary genre used by rules."""
+
+    item_id: ItemId
+    title: str
+    description: str = ""
+    tags: tuple[str, ...] = ()
+    genres: tuple[str, ...] = ()
+    creator_id: str = ""
+    created_at: float = 0.0
+    sponsored: bool = False
+
+    @property
+    def genre(self) -> str:
+        return self.genres[0] if self.genres else ""
+
+    def text(self) -> str:
+        """The text the content encoder reads."""
+        parts = [self.title, self.description, " ".join(self.tags), " ".join(self.genres)]
+        return ". ".join(p for p in parts if p)
+
+
+@dataclass(slots=True)
+class Candidate:
+    """An item on its way through retrieval, ranking and rules."""
+
+    item_id: ItemId
+    source: str
+    retrieval_score: float = 0.0
+    score: float = 0.0
+    genre: str = ""
+    creator_id: str = ""
+    sponsored: bool = False
+    explain: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RuleContext:
+    """What the business rules may look at besides the ranked list itself."""
+
+    user_id: UserId
+    now: float
+    n: int
+    watched: Mapping[ItemId, float]
+    exclude: frozenset[ItemId]
+    backfill: Sequence[Candidate] = ()
+    watched_window_s: float = 48 * 3600.0
+    max_adjacent_same_genre: int = 2
+    max_per_creator: int = 3
+    sponsored_positions: tuple[int, ...] = (2, 9)
+
+
+Rule = Callable[[RuleContext, list[Candidate]], list[Candidate]]

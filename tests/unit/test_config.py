@@ -1,0 +1,38 @@
+"""Settings: defaults run the demo, env vars and files override, unknown keys are errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from recomatrix.config import Settings, load_settings
+
+
+def test_defaults_are_the_embedded_demo() -> None:
+    settings = load_settings(env={})
+    assert settings == Settings()
+    assert settings.server.port == 8000 and settings.data.dataset == "synthetic"
+
+
+def test_env_vars_override_nested_fields() -> None:
+    env = {"RECOMATRIX_RULES__MAX_PER_CREATOR": "1", "RECOMATRIX_RULES__SPONSORED_POSITIONS": "0,5"}
+    rules = load_settings(env=env).rules
+    assert rules.max_per_creator == 1 and rules.sponsored_positions == (0, 5)
+
+
+def test_toml_file_is_read_and_overrides_win(tmp_path: Path) -> None:
+    path = tmp_path / "recomatrix.toml"
+    path.write_text("[server]\nport = 9000\nhost = '0.0.0.0'\n")
+    settings = load_settings(path, env={}, overrides={"server": {"port": 9100}})
+    assert settings.server.host == "0.0.0.0" and settings.server.port == 9100
+
+
+def test_unknown_setting_is_an_error_naming_it() -> None:
+    with pytest.raises(ValueError, match="rules.max_per_creatr"):
+        load_settings(env={"RECOMATRIX_RULES__MAX_PER_CREATR": "1"})
+
+
+def test_unreadable_value_names_the_setting() -> None:
+    with pytest.raises(ValueError, match="server.port"):
+        load_settings(env={"RECOMATRIX_SERVER__PORT": "eighty"})

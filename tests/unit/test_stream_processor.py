@@ -1,0 +1,80 @@
+"""The stream processor: windows, session vector, watched map, trending, idempotency."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from recomatrix.events import MemoryEventBus
+from recomatrix.features import MemoryOnlineStore
+from recomatrix.stream import StreamProcessor
+from recomatrix.types import Event
+
+VECTORS = {
+    "thriller-1": np.array([1.0, 0.0], dtype=np.float32),
+    "thriller-2": np.array([0.9, 0.1], dtype=np.float32),
+    "drama-1": np.array([0.0, 1.0], dtype=np.float32),
+}
+
+
+def make() -> tuple[StreamProcessor, MemoryOnlineStore, MemoryEventBus]:
+    store, bus = MemoryOnlineStore(), MemoryEventBus()
+    processor = StreamProcessor(bus=bus, store=store, item_vector=VECTORS.get)
+    return processor, store, bus
+
+
+def test_redelivered_event_is_counted_once() -> None:
+    processor, store, _ = make()
+    event = Event("e1", "u1", "thriller-1", "click", 100.0)
+    assert processor.apply([event]) == 1
+    assert processor.apply([event, event]) == 0
+    user = store.get_users(["u1"])[0]
+    assert user is not None
+    assert user.windows.get("5m", now=100.0) == {"click": 1.0}
+
+
+def test_clicks_pull_the_session_vector_towards_the_genre_and_skips_push_it_away() -> None:
+    processor, store, _ = make()
+    processor.apply([Event(f"c{i}", "u1", "thriller-1", "click", 100.0 + i) for i in range(3)])
+    user = store.get_users(["u1"])[0]
+    assert user is not None
+    session = user.session.at(110.0, half_life_s=600)
+    assert session is not None and session @ VECTORS["thriller-1"] > 0
+    processor.apply([Event(f"s{i}", "u1", "thriller-2", "skip", 120.0 + i) for i in range(8)])
+    user = store.get_users(["u1"])[0]
+    assert user is not None
+    session = user.session.at(130.0, half_life_s=600)
+    assert session is not None and session @ VECTORS["thriller-1"] < 0
+
+
+def test_complete_marks_the_item_watched_at_event_time() -> None:
+    processor, store, _ = make()
+    processor.apply([Event("e1", "u1", "drama-1", "complete", 5_000.0, watch_seconds=3000)])
+    user = store.get_users(["u1"])[0]
+    assert user is not None
+    assert user.watched == {"drama-1": 5_000.0}
+    assert user.recent_items == ["drama-1"]
+    assert user.windows.get("24h", now=5_000.0)["watch_seconds"] == 3000
+
+
+def test_item_with_a_burst_of_engagement_enters_trending() -> None:
+    processor, store, _ = make()
+    processor.apply([Event(f"e{i}", f"u{i}", "drama-1", "click", 1_000.0 + i) for i in range(20)])
+    assert store.top_trending(5)[0][0] == "drama-1"
+    processor.refresh_trending(["drama-1"], now=1_000.0 + 4 * 3600)
+    assert store.top_trending(5) == []
+
+
+def test_events_on_the_bus_are_applied_and_acknowledged() -> None:
+    processor, store, bus = make()
+    bus.publish([Event("e1", "u1", "drama-1", "view", 1.0, watch_seconds=10.0)])
+    assert processor.run_once(block_s=0) == 1
+    assert bus.lag(processor.group) == 0
+    assert store.get_items(["drama-1"])[0] is not None
+
+
+def test_readers_keep_a_consistent_snapshot_while_the_processor_writes() -> None:
+    processor, store, _ = make()
+    processor.apply([Event("e1", "u1", "drama-1", "click", 1.0)])
+    before = store.get_users(["u1"])[0]
+    processor.apply([Event("e2", "u1", "drama-1", "click", 2.0)])
+    assert before is not None and before.windows.get("5m", now=2.0) == {"click": 1.0}
