@@ -25,7 +25,7 @@ class ServerSettings:
     host: str = "127.0.0.1"  # bind address; loopback unless you mean to expose it
     port: int = 8000
     workers: int = 1  # API processes (the embedded tier runs one)
-    max_body_bytes: int = 4 * 1024 * 1024  # larger request bodies get 413
+    max_body_bytes: int = 16 * 1024 * 1024  # larger request bodies get 413 before parsing
     max_events_per_batch: int = 10_000  # larger event batches get 422
     max_text_chars: int = 20_000  # longest accepted item description
 

@@ -33,6 +33,7 @@ def field_error(status: int, loc: list[str | int], msg: str) -> ORJSONResponse:
 
 
 def _epoch(ts: float | datetime | None) -> float:
+    """A validated timestamp (already epoch seconds) or now."""
     if ts is None:
         return time.time()
     return ts.timestamp() if isinstance(ts, datetime) else float(ts)

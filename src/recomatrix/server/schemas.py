@@ -5,14 +5,23 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from recomatrix.types import EventType
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=128, strip_whitespace=True)]
 Label = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
-# Epoch seconds between 1970 and 2100, or an ISO-8601 timestamp.
-Timestamp = Annotated[float, Field(ge=0, le=4_102_444_800)] | datetime
+
+
+def _epoch_seconds(value: float | datetime) -> float:
+    seconds = value.timestamp() if isinstance(value, datetime) else float(value)
+    if not 0 <= seconds <= 4_102_444_800:
+        raise ValueError("must be epoch seconds between 1970 and 2100, or an ISO-8601 time")
+    return seconds
+
+
+# Epoch seconds or an ISO-8601 time; validated to epoch seconds in 1970..2100.
+Timestamp = Annotated[float | datetime, AfterValidator(_epoch_seconds)]
 
 
 class EventIn(BaseModel):
