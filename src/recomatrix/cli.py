@@ -13,7 +13,9 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 
 from recomatrix.config import Settings, load_settings
 
-app = typer.Typer(help="recomatrix: a real-time two-stage recommender engine.", no_args_is_help=True)
+app = typer.Typer(
+    help="recomatrix: a real-time two-stage recommender engine.", no_args_is_help=True
+)
 console = Console(stderr=True)
 
 DATASETS = ("synthetic", "movielens")
@@ -27,8 +29,12 @@ Backend = Annotated[str, typer.Option(envvar="RECOMATRIX_BACKEND", help="memory 
 ConfigFile = Annotated[
     Path | None, typer.Option("--config", envvar="RECOMATRIX_CONFIG", help="A TOML settings file.")
 ]
-Items = Annotated[int | None, typer.Option(envvar="RECOMATRIX_ITEMS", min=100, help="Synthetic items.")]
-Users = Annotated[int | None, typer.Option(envvar="RECOMATRIX_USERS", min=10, help="Synthetic users.")]
+Items = Annotated[
+    int | None, typer.Option(envvar="RECOMATRIX_ITEMS", min=100, help="Synthetic items.")
+]
+Users = Annotated[
+    int | None, typer.Option(envvar="RECOMATRIX_USERS", min=10, help="Synthetic users.")
+]
 Encoder = Annotated[
     str | None, typer.Option(envvar="RECOMATRIX_ENCODER", help="minilm (default) | hashing (fast).")
 ]
@@ -55,7 +61,7 @@ def _settings(config: Path | None, **data: Any) -> Settings:
             f"unknown dataset {data.get('dataset')!r}; use one of: {', '.join(DATASETS)}",
             param_hint="--dataset",
         )
-    server = {k: data.pop(k) for k in ("host", "port") if k in data}
+    server: dict[str, Any] = {k: data.pop(k) for k in ("host", "port") if k in data}
     values = {k: v for k, v in data.items() if v is not None}
     if "items" in values:
         values["n_items"] = values.pop("items")
@@ -91,7 +97,12 @@ def _build(settings: Settings) -> tuple[Any, Any, Any]:
             world = generate_world(
                 n_items=data.n_items, n_users=data.n_users, n_events=data.n_events, seed=data.seed
             )
-    columns = (TextColumn("{task.description:<22}"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn())  # fmt: skip
+    columns = (
+        TextColumn("{task.description:<22}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=console) as progress:
         engine, report = build_engine(world, settings, progress=_Bars(progress))
     return world, engine, (report, time.perf_counter() - started)
@@ -167,8 +178,10 @@ def serve(
     _check_backend(backend)
     settings = _settings(config, host=host, port=port, dataset=dataset, items=items, users=users,
                          encoder=encoder, home=home)  # fmt: skip
-    _, engine, (report, seconds) = _build(settings)
-    console.print(f"ready in {seconds:.0f} s: http://{settings.server.host}:{settings.server.port}/")
+    _, engine, (_, seconds) = _build(settings)
+    console.print(
+        f"ready in {seconds:.0f} s: http://{settings.server.host}:{settings.server.port}/"
+    )
     try:
         _run_server(settings, engine)
     finally:

@@ -95,7 +95,8 @@ def load_settings(
             tree.setdefault(section, {})[name] = value
     for section, values in (overrides or {}).items():
         tree.setdefault(section, {}).update(values)
-    return _build(Settings, tree, "settings")
+    settings: Settings = _build(Settings, tree, "settings")
+    return settings
 
 
 def _build(cls: type[Any], values: Mapping[str, Any], where: str) -> Any:
@@ -129,4 +130,6 @@ def _coerce(value: Any, current: Any, where: str) -> Any:
             return Path(value)
         return type(current)(value)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"setting {where}: cannot read {value!r} as {type(current).__name__}") from err
+        raise ValueError(
+            f"setting {where}: cannot read {value!r} as {type(current).__name__}"
+        ) from err

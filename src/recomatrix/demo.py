@@ -51,7 +51,7 @@ class LiveAudience:
             wait = event.ts - time.time()
             if wait > 0.1 or len(batch) >= 500:
                 self._send(batch)
-                batch: list[Event] = []
+                batch = []
                 if wait > 0 and self._stop.wait(wait):
                     return
 

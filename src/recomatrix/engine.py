@@ -122,7 +122,9 @@ class Engine:
 
         user = self.store.get_users([user_id])[0]
         session, long_term = self._user_vectors(user, models, now)
-        query = query_vector(long_term, session, session_weight=self.settings.retrieval.session_weight)
+        query = query_vector(
+            long_term, session, session_weight=self.settings.retrieval.session_weight
+        )
         clock.lap("features")
 
         candidates = self.sources.retrieve(query)
@@ -152,7 +154,10 @@ class Engine:
                     "p_click": float(scores.click[row]),
                     "p_complete": float(scores.complete[row]),
                     "retrieval_similarity": float(candidate.retrieval_score),
-                    **{name: float(v) for name, v in zip(models.ranker.feature_names, features[row], strict=True)},
+                    **{
+                        name: float(v)
+                        for name, v in zip(models.ranker.feature_names, features[row], strict=True)
+                    },
                 }
         order = sorted(range(len(candidates)), key=lambda r: -candidates[r].score)
         ranked = [candidates[r] for r in order]

@@ -17,7 +17,9 @@ STAGE_SECONDS = Histogram(
 )
 RECOMMENDATIONS = Counter("recomatrix_recommendations_total", "Recommendation requests served.")
 EVENTS_ACCEPTED = Counter("recomatrix_events_accepted_total", "Events accepted onto the bus.")
-EVENTS_APPLIED = Counter("recomatrix_events_applied_total", "Events applied by the stream processor.")
+EVENTS_APPLIED = Counter(
+    "recomatrix_events_applied_total", "Events applied by the stream processor."
+)
 EVENT_LAG_SECONDS = Histogram(
     "recomatrix_event_visible_seconds",
     "From an event's acceptance to its effect being visible in the online store.",
@@ -29,4 +31,6 @@ ITEMS_INDEXED_SECONDS = Histogram(
     "From POST /v1/items to the item being searchable.",
     buckets=_LATENCY_BUCKETS,
 )
-MODEL_INFO = Gauge("recomatrix_model_info", "The model version being served (value 1).", ["version"])
+MODEL_INFO = Gauge(
+    "recomatrix_model_info", "The model version being served (value 1).", ["version"]
+)

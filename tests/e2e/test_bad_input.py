@@ -51,9 +51,7 @@ def test_missing_ids_are_named(http: httpx.Client, world: World) -> None:
     assert ["body", "events", 0, "item_id"] in locs(response)
 
 
-def test_unknown_item_names_the_field_and_applies_nothing(
-    http: httpx.Client, world: World
-) -> None:
+def test_unknown_item_names_the_field_and_applies_nothing(http: httpx.Client, world: World) -> None:
     user = f"bad-{uuid.uuid4().hex[:6]}"
     batch = [
         {"user_id": user, "item_id": world.items[0].item_id, "type": "click"},

@@ -41,7 +41,9 @@ def wait_visible(http: httpx.Client, user: str, check: Any, timeout_s: float = 1
         features = http.get(f"/v1/users/{user}/features").json()
         if check(features):
             return time.monotonic() - started
-        assert time.monotonic() - started < timeout_s, f"not visible within {timeout_s}s: {features}"
+        assert time.monotonic() - started < timeout_s, (
+            f"not visible within {timeout_s}s: {features}"
+        )
         time.sleep(0.01)
 
 
@@ -70,9 +72,7 @@ def test_unknown_user_gets_a_non_personalised_answer_not_an_error(http: httpx.Cl
     assert {item["source"] for item in body["items"]} <= {"trending", "popular", "fresh"}
 
 
-def test_clicks_on_one_genre_make_it_rise_within_a_second(
-    http: httpx.Client, world: World
-) -> None:
+def test_clicks_on_one_genre_make_it_rise_within_a_second(http: httpx.Client, world: World) -> None:
     user = new_user()
     before = genres(recs(http, user))
     genre = min(world.genres, key=lambda g: before.get(g, 0))  # a genre it barely shows
@@ -92,7 +92,9 @@ def test_clicks_on_one_genre_make_it_rise_within_a_second(
 def test_skips_make_a_genre_fall(http: httpx.Client, world: World) -> None:
     user = new_user()
     genre = world.genres[0]
-    likes = [{"user_id": user, "item_id": i, "type": "like"} for i in items_of_genre(world, genre, 4)]
+    likes = [
+        {"user_id": user, "item_id": i, "type": "like"} for i in items_of_genre(world, genre, 4)
+    ]
     post_events(http, likes)
     wait_visible(http, user, lambda f: f["windows"]["5m"].get("like") == 4)
     liked = genres(recs(http, user))[genre]
@@ -157,7 +159,9 @@ def test_new_item_is_similar_and_recommendable_at_once_and_delete_removes_it_eve
 
     assert http.delete(f"/v1/items/{new_id}").status_code == 204
     assert http.get(f"/v1/items/{new_id}").status_code == 404
-    assert new_id not in [i["item_id"] for i in http.get(f"/v1/items/{twin.item_id}/similar").json()["items"]]
+    assert new_id not in [
+        i["item_id"] for i in http.get(f"/v1/items/{twin.item_id}/similar").json()["items"]
+    ]
     assert new_id not in {i["item_id"] for i in recs(http, fan, n=200)["items"]}
     assert engine.catalogue.get(new_id) is None
     rejected = post_events(http, [{"user_id": fan, "item_id": new_id, "type": "click"}])

@@ -29,10 +29,10 @@ def test_toml_file_is_read_and_overrides_win(tmp_path: Path) -> None:
 
 
 def test_unknown_setting_is_an_error_naming_it() -> None:
-    with pytest.raises(ValueError, match="rules.max_per_creatr"):
+    with pytest.raises(ValueError, match=r"rules\.max_per_creatr"):
         load_settings(env={"RECOMATRIX_RULES__MAX_PER_CREATR": "1"})
 
 
 def test_unreadable_value_names_the_setting() -> None:
-    with pytest.raises(ValueError, match="server.port"):
+    with pytest.raises(ValueError, match=r"server\.port"):
         load_settings(env={"RECOMATRIX_SERVER__PORT": "eighty"})

@@ -47,7 +47,10 @@ def test_full_bus_refuses_the_whole_batch() -> None:
     bus.publish([ev(1), ev(2)])
     with pytest.raises(OverflowError):
         bus.publish([ev(3), ev(4)])
-    assert [d.event.event_id for d in bus.consume("g", "c", max_events=9, block_s=0)] == ["e1", "e2"]
+    assert [d.event.event_id for d in bus.consume("g", "c", max_events=9, block_s=0)] == [
+        "e1",
+        "e2",
+    ]
 
 
 def test_log_is_trimmed_once_acknowledged() -> None:

@@ -82,4 +82,8 @@ class MemoryOnlineStore:
     def stats(self) -> dict[str, int]:
         """Sizes, for /metrics and the demo summary."""
         with self._lock:
-            return {"users": len(self._users), "items": len(self._items), "trending": len(self._trending)}
+            return {
+                "users": len(self._users),
+                "items": len(self._items),
+                "trending": len(self._trending),
+            }

@@ -1,4 +1,4 @@
-"""The values the online store keeps per user and per item, and the derived features read from them."""
+"""The values the online store keeps per user and per item, and the features derived from them."""
 
 from __future__ import annotations
 

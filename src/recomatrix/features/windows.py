@@ -107,9 +107,7 @@ class WindowCounts:
         return {w.name: self.get(w.name, now=now) for w in WINDOWS}
 
     @staticmethod
-    def _prune(
-        window: Window, ring: dict[int, dict[str, float]], totals: dict[str, float]
-    ) -> None:
+    def _prune(window: Window, ring: dict[int, dict[str, float]], totals: dict[str, float]) -> None:
         # Keep the newest n_buckets buckets; older ones can never be counted again
         # because reads happen at or after the newest event's time.
         newest = max(ring)

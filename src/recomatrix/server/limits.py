@@ -56,9 +56,7 @@ class BodySizeLimit:
 
     async def _refuse(self, send: Send) -> None:
         body: dict[str, Any] = {
-            "detail": [
-                {"loc": ["body"], "msg": f"request body larger than {self.max_bytes} bytes"}
-            ]
+            "detail": [{"loc": ["body"], "msg": f"request body larger than {self.max_bytes} bytes"}]
         }
         payload = orjson.dumps(body)
         await send(

@@ -61,7 +61,13 @@ class StreamProcessor:
         `copy_on_write=False` mutates stored states in place: only safe while nobody reads
         (bulk bootstrap), and much faster.
         """
-        fresh = [e for e, new in zip(events, self.store.claim_events([e.event_id for e in events]), strict=True) if new]
+        fresh = [
+            e
+            for e, new in zip(
+                events, self.store.claim_events([e.event_id for e in events]), strict=True
+            )
+            if new
+        ]
         if not fresh:
             return 0
         fresh.sort(key=lambda e: e.ts)
@@ -100,7 +106,9 @@ class StreamProcessor:
 
     def run_once(self, *, max_events: int = 2000, block_s: float = 0.05) -> int:
         """Consume one batch from the bus, apply it, then acknowledge it."""
-        deliveries = self.bus.consume(self.group, self.consumer, max_events=max_events, block_s=block_s)
+        deliveries = self.bus.consume(
+            self.group, self.consumer, max_events=max_events, block_s=block_s
+        )
         if not deliveries:
             return 0
         applied = self.apply([d.event for d in deliveries])
@@ -157,7 +165,9 @@ class StreamProcessor:
         weight = ENGAGEMENT_WEIGHT.get(event.type, 0.0)
         vector = self.item_vector(event.item_id) if weight else None
         if vector is not None:
-            user.session.add(vector, weight=weight, ts=event.ts, half_life_s=settings.session_half_life_s)
+            user.session.add(
+                vector, weight=weight, ts=event.ts, half_life_s=settings.session_half_life_s
+            )
         if event.type != "impression":
             if event.item_id in user.recent_items:
                 user.recent_items.remove(event.item_id)

@@ -124,5 +124,5 @@ def _row(
     )
     state = store.get_items([event.item_id])[0]
     vector = catalogue.vectors([event.item_id])
-    return build_features(view, [item], [state], vector, now=event.ts)[0]
-
+    row: np.ndarray = build_features(view, [item], [state], vector, now=event.ts)[0]
+    return row
