@@ -35,6 +35,16 @@ def world() -> World:
 
 
 @pytest.fixture(scope="session")
+def active_users(world: World) -> list[str]:
+    """Users with the most engagement in the log, most active first."""
+    counts: dict[str, int] = {}
+    for event in world.events:
+        if event.type in ("click", "like", "complete"):
+            counts[event.user_id] = counts.get(event.user_id, 0) + 1
+    return sorted(counts, key=lambda u: -counts[u])
+
+
+@pytest.fixture(scope="session")
 def engine(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     built, _ = build_engine(world, small_settings(tmp_path_factory.mktemp("home")))
     yield built

@@ -87,6 +87,10 @@ class ItemState:
     windows: WindowCounts = field(default_factory=WindowCounts)
     total_engaged: float = 0.0
     last_ts: float = 0.0
+    # (10 s tick, stats at that tick): every window boundary is a multiple of 10 s, so the
+    # stats cannot change within a tick unless the state changes, and a changed state is
+    # a new object (copy-on-write). Lets popular items be summarised once per tick.
+    stats_cache: tuple[int, ItemStats] | None = field(default=None, repr=False, compare=False)
 
     def copy(self) -> ItemState:
         """A deep copy to mutate: readers may hold the stored state (copy-on-write)."""
@@ -111,7 +115,17 @@ class ItemStats:
     @staticmethod
     def of(state: ItemState | None, *, now: float) -> ItemStats:
         if state is None:
-            return ItemStats(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+            return _NO_STATS
+        tick = int(now // 10)
+        cached = state.stats_cache
+        if cached is not None and cached[0] == tick:
+            return cached[1]
+        stats = ItemStats._compute(state, now)
+        state.stats_cache = (tick, stats)
+        return stats
+
+    @staticmethod
+    def _compute(state: ItemState, now: float) -> ItemStats:
         w5, w1h, w24 = (state.windows.get(n, now=now) for n in ("5m", "1h", "24h"))
         e5, e1, e24 = (sum(w.get(t, 0.0) for t in ENGAGED) for w in (w5, w1h, w24))
         imp1, imp24 = w1h.get("impression", 0.0), w24.get("impression", 0.0)
@@ -128,6 +142,9 @@ class ItemStats:
             velocity=velocity(e5, e1),
             total_engaged=state.total_engaged,
         )
+
+
+_NO_STATS = ItemStats(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 
 
 def velocity(engaged_5m: float, engaged_1h: float) -> float:

@@ -117,10 +117,11 @@ def build_features(
     out[:, 18:23] = view.activity
     out[:, 23] = math.sin(2 * math.pi * hour / 24)
     out[:, 24] = math.cos(2 * math.pi * hour / 24)
-    for row, (item, state) in enumerate(zip(items, states, strict=True)):
+    item_columns = []
+    for item, state in zip(items, states, strict=True):
         s = ItemStats.of(state, now=now)
-        out[row, 5] = view.recent_genres.get(item.genre, 0.0)
-        out[row, 6:18] = (
+        item_columns.append((
+            view.recent_genres.get(item.genre, 0.0),
             _log(s.engaged_5m),
             _log(s.engaged_1h),
             _log(s.engaged_24h),
@@ -133,7 +134,8 @@ def build_features(
             _log(s.total_engaged),
             _log(max(0.0, now - item.created_at) / 3600.0),
             float(item.sponsored),
-        )
+        ))  # fmt: skip
+    out[:, 5:18] = np.asarray(item_columns, dtype=np.float32)
     return out
 
 

@@ -185,6 +185,7 @@ class StreamProcessor:
 
     @staticmethod
     def _update_item(item: ItemState, event: Event) -> None:
+        item.stats_cache = None  # in-place bootstrap updates must not read stale stats
         item.windows.add(event.type, ts=event.ts)
         if event.watch_seconds:
             item.windows.add("watch_seconds", ts=event.ts, amount=event.watch_seconds)
