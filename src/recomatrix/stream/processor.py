@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -31,6 +32,7 @@ class StreamSettings:
     recent_items: int = 50  # length of the recent-items list per user
     history_items: int = 200  # positive items kept per user for the long-term profile
     watched_retention_s: float = 7 * 86400.0  # watched-at entries older than this are dropped
+    trending_refresh_s: float = 5.0  # how often cooling items are re-scored at wall time
 
 
 class StreamProcessor:
@@ -134,9 +136,14 @@ class StreamProcessor:
             self._thread = None
 
     def _loop(self) -> None:
+        refreshed = time.monotonic()
         while not self._stop.is_set():
             try:
                 self.run_once()
+                if time.monotonic() - refreshed >= self.settings.trending_refresh_s:
+                    refreshed = time.monotonic()
+                    top = [item_id for item_id, _ in self.store.top_trending(1000)]
+                    self.refresh_trending(top, now=time.time())
             except Exception:  # keep consuming; the batch stays pending and is retried
                 log.exception("stream processor batch failed; retrying after reclaim")
                 for delivery in self.bus.reclaim(self.group, self.consumer, min_idle_s=0.0):

@@ -3,6 +3,11 @@
 Before each chunk of events is applied, sampled impressions in the chunk are turned into
 feature rows from the state as it is at that moment (never later), with labels from what
 the user did with the item afterwards: engaged (click/like/complete) and completed.
+
+Logs without impressions (MovieLens: ratings only) have no record of what was shown and
+ignored, so each sampled interaction becomes a row labelled by its own type, joined by
+`negatives` items drawn uniformly from the catalogue at the same moment, labelled
+(0, 0): the usual negative sampling for implicit feedback.
 """
 
 from __future__ import annotations
@@ -56,6 +61,10 @@ class _Outcomes:
         )
 
 
+def _own_label(event: Event) -> tuple[float, float]:
+    return float(event.type in ENGAGED), float(event.type == "complete")
+
+
 def _within(times: list[float], start: float, horizon: float) -> bool:
     i = bisect.bisect_left(times, start)
     return i < len(times) and times[i] <= start + horizon
@@ -71,26 +80,37 @@ def replay_with_rows(
     half_life_s: float,
     session_weight: float,
     sample_rate: float = 0.25,
+    negatives: int = 4,
     chunk: int = 2_000,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
 ) -> RankerRows:
-    """Apply `events` in order through `processor` and collect sampled impression rows."""
+    """Apply `events` in order through `processor` and collect sampled exposure rows."""
     rng = np.random.default_rng(seed)
     outcomes = _Outcomes(events)
+    has_impressions = any(e.type == "impression" for e in events)
+    all_items = [item.item_id for item in catalogue.items()]
     rows: list[np.ndarray] = []
     labels: list[tuple[float, float]] = []
+
+    def add(event: Event, item_id: str, label: tuple[float, float]) -> None:
+        item = catalogue.get(item_id)
+        if item is not None:
+            rows.append(_row(event, item, store, catalogue, user_vector, half_life_s,
+                             session_weight))  # fmt: skip
+            labels.append(label)
+
     for start in range(0, len(events), chunk):
         batch = events[start : start + chunk]
-        shown = [e for e in batch if e.type == "impression" and rng.random() < sample_rate]
-        for event in shown:
-            item = catalogue.get(event.item_id)
-            if item is None:
+        for event in batch:
+            if rng.random() >= sample_rate:
                 continue
-            rows.append(
-                _row(event, item, store, catalogue, user_vector, half_life_s, session_weight)
-            )
-            labels.append(outcomes.labels(event))
+            if has_impressions and event.type == "impression":
+                add(event, event.item_id, outcomes.labels(event))
+            elif not has_impressions:
+                add(event, event.item_id, _own_label(event))
+                for other in rng.choice(len(all_items), size=negatives):
+                    add(event, all_items[other], (0.0, 0.0))
         processor.apply(batch, copy_on_write=False)
         if progress is not None:
             progress(min(start + chunk, len(events)), len(events))
