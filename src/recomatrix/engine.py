@@ -99,6 +99,7 @@ class Engine:
             offline_sink=offline.append_events if offline else None,
             settings=settings.stream,
         )
+        self._backfill: tuple[Candidate, ...] | None = None  # popular items, as candidates
         self._accepted_at: dict[str, float] = {}
         self._accepted_lock = threading.Lock()
         self.processor.on_applied.append(self._observe_applied)
@@ -193,11 +194,13 @@ class Engine:
         self, user_id: UserId, user: UserState | None, n: int, exclude: Sequence[ItemId], now: float
     ) -> RuleContext:
         rules = self.settings.rules
-        backfill = [
-            c
-            for i in self.sources.popular[: 3 * self.settings.retrieval.sizes.popular]
-            if (c := self._popular_candidate(i)) is not None
-        ]
+        backfill = self._backfill
+        if backfill is None:  # rebuilt after the catalogue changes
+            backfill = self._backfill = tuple(
+                c
+                for i in self.sources.popular[: 3 * self.settings.retrieval.sizes.popular]
+                if (c := self._popular_candidate(i)) is not None
+            )
         return RuleContext(
             user_id=user_id,
             now=now,
@@ -264,6 +267,7 @@ class Engine:
         keys = self.catalogue.put(items, vectors)
         self.index.add(keys, vectors)
         self.fresh.add(keys, vectors)
+        self._backfill = None
         elapsed = time.perf_counter() - started
         metrics.ITEMS_INDEXED_SECONDS.observe(elapsed)
         self._update_index_gauges()
@@ -278,6 +282,7 @@ class Engine:
         self.index.remove(keys)
         self.fresh.remove(keys)
         self.store.delete_items([item_id])
+        self._backfill = None
         self._update_index_gauges()
         return True
 

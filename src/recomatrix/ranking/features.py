@@ -117,25 +117,21 @@ def build_features(
     out[:, 18:23] = view.activity
     out[:, 23] = math.sin(2 * math.pi * hour / 24)
     out[:, 24] = math.cos(2 * math.pi * hour / 24)
-    item_columns = []
-    for item, state in zip(items, states, strict=True):
-        s = ItemStats.of(state, now=now)
-        item_columns.append((
-            view.recent_genres.get(item.genre, 0.0),
-            _log(s.engaged_5m),
-            _log(s.engaged_1h),
-            _log(s.engaged_24h),
-            _log(s.impressions_24h),
-            s.ctr_1h,
-            s.ctr_24h,
-            s.skip_rate_24h,
-            _log(s.watch_seconds_24h),
-            math.copysign(_log(abs(s.velocity)), s.velocity),
-            _log(s.total_engaged),
-            _log(max(0.0, now - item.created_at) / 3600.0),
-            float(item.sponsored),
-        ))  # fmt: skip
-    out[:, 5:18] = np.asarray(item_columns, dtype=np.float32)
+    raw = np.array(
+        [
+            (view.recent_genres.get(item.genre, 0.0), s.engaged_5m, s.engaged_1h, s.engaged_24h,
+             s.impressions_24h, s.ctr_1h, s.ctr_24h, s.skip_rate_24h, s.watch_seconds_24h,
+             s.velocity, s.total_engaged, (now - item.created_at) / 3600.0, float(item.sponsored))
+            for item, state in zip(items, states, strict=True)
+            for s in (ItemStats.of(state, now=now),)
+        ],
+        dtype=np.float32,
+    )  # fmt: skip
+    out[:, 5:18] = raw
+    # Counts, watch time and age are heavy-tailed: log1p; velocity keeps its sign.
+    counts = [6, 7, 8, 9, 13, 15, 16]
+    out[:, counts] = np.log1p(np.maximum(out[:, counts], 0.0))
+    out[:, 14] = np.sign(out[:, 14]) * np.log1p(np.abs(out[:, 14]))
     return out
 
 
