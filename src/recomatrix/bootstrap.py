@@ -117,7 +117,11 @@ def build_engine(
         )  # fmt: skip
         trained.save(version_dir / "ranker")
         tower.save(version_dir / "two_tower")
-        scorer = OnnxScorer.from_dir(version_dir / "ranker")
+        scorer = OnnxScorer(
+            model_path=version_dir / "ranker" / "model.onnx",
+            feature_names=FEATURE_NAMES,
+            version=version_dir.name,
+        )
     models = Models(
         version=version_dir.name,
         ranker=scorer,
