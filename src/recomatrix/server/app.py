@@ -5,19 +5,23 @@ from __future__ import annotations
 import time
 import uuid
 from datetime import datetime
-from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import orjson
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from recomatrix.engine import Engine
 from recomatrix.server.limits import BodySizeLimit
 from recomatrix.server.schemas import EventBatch, ItemIn
 from recomatrix.types import Candidate, Event, Item
+
+# The web UI: plain HTML, CSS and JS modules, served as they are (no build step).
+STATIC_DIR = Path(__file__).with_name("static")
 
 
 class ORJSONResponse(JSONResponse):
@@ -39,9 +43,10 @@ def _epoch(ts: float | datetime | None) -> float:
     return ts.timestamp() if isinstance(ts, datetime) else float(ts)
 
 
-def _candidate_json(c: Candidate, explain: bool) -> dict[str, Any]:
+def _candidate_json(c: Candidate, explain: bool, title: str) -> dict[str, Any]:
     out: dict[str, Any] = {
         "item_id": c.item_id,
+        "title": title,
         "score": round(c.score, 6),
         "source": c.source,
         "genre": c.genre,
@@ -66,6 +71,10 @@ def _item_json(item: Item) -> dict[str, Any]:
     }
 
 
+def _page(name: str) -> HTMLResponse:
+    return HTMLResponse((STATIC_DIR / name).read_text(encoding="utf-8"))
+
+
 def create_app(engine: Engine) -> FastAPI:
     """The FastAPI application serving `engine`."""
     limits = engine.settings.server
@@ -76,6 +85,11 @@ def create_app(engine: Engine) -> FastAPI:
         default_response_class=ORJSONResponse,
     )
     app.add_middleware(BodySizeLimit, max_bytes=limits.max_body_bytes)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    def title(item_id: str) -> str:
+        item = engine.catalogue.get(item_id)
+        return item.title if item is not None else ""
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> ORJSONResponse:
@@ -99,7 +113,7 @@ def create_app(engine: Engine) -> FastAPI:
         return ORJSONResponse(
             {
                 "user_id": recs.user_id,
-                "items": [_candidate_json(c, explain) for c in recs.items],
+                "items": [_candidate_json(c, explain, title(c.item_id)) for c in recs.items],
                 "model_version": recs.model_version,
                 "personalised": recs.personalised,
                 "timings_ms": {k: round(v, 3) for k, v in recs.timings_ms.items()},
@@ -183,8 +197,22 @@ def create_app(engine: Engine) -> FastAPI:
         if found is None:
             return field_error(404, ["path", "item_id"], f"no item {item_id!r}")
         return ORJSONResponse(
-            {"item_id": item_id, "items": [_candidate_json(c, False) for c in found]}
+            {
+                "item_id": item_id,
+                "items": [_candidate_json(c, False, title(c.item_id)) for c in found],
+            }
         )
+
+    @app.get("/v1/trending")
+    def trending(n: int = Query(20, ge=1, le=200)) -> ORJSONResponse:
+        top = [(engine.catalogue.get(i), score) for i, score in engine.store.top_trending(n)]
+        items = [
+            {"item_id": it.item_id, "title": it.title, "genre": it.genre,
+             "creator_id": it.creator_id, "score": round(score, 6)}
+            for it, score in top
+            if it is not None
+        ]  # fmt: skip
+        return ORJSONResponse({"items": items})
 
     @app.get("/v1/users/{user_id}/features")
     def user_features(user_id: str) -> ORJSONResponse:
@@ -211,7 +239,10 @@ def create_app(engine: Engine) -> FastAPI:
 
     @app.get("/", response_class=HTMLResponse)
     def homepage() -> HTMLResponse:
-        page = resources.files("recomatrix.server").joinpath("static/index.html")
-        return HTMLResponse(page.read_text(encoding="utf-8"))
+        return _page("index.html")
+
+    @app.get("/dashboard", response_class=HTMLResponse)
+    def dashboard() -> HTMLResponse:
+        return _page("dashboard.html")
 
     return app
