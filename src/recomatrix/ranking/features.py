@@ -49,6 +49,8 @@ FEATURE_NAMES: tuple[str, ...] = (
     "hour_cos",
 )
 
+MIN_SESSION_STRENGTH = 0.01  # below this norm the session vector says nothing
+
 
 @dataclass(frozen=True, slots=True)
 class UserView:
@@ -84,6 +86,8 @@ class UserView:
                 _log(len(user.history)),
             )
         strength = 0.0 if session is None else float(np.linalg.norm(session))
+        if strength < MIN_SESSION_STRENGTH:  # a faded session's direction is noise
+            session = None
         return UserView(
             query=None if query is None else normalise(query),
             session=None if session is None else normalise(session),

@@ -15,6 +15,8 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
+CLAMP_SIGMAS = 5.0  # standardised features are clipped to +-5 standard deviations
+
 
 @dataclass(frozen=True)
 class DCNConfig:
@@ -107,7 +109,9 @@ class DCNv2(nn.Module):
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Raw scores of shape (batch, n_tasks), before the sigmoid."""
-        x0 = (x - self.feature_mean) / self.feature_std
+        # Clamp standardised inputs: a serving value far outside the training range (a live
+        # session when training rows rarely had one) must not saturate every head to 0 or 1.
+        x0 = torch.clamp((x - self.feature_mean) / self.feature_std, -CLAMP_SIGMAS, CLAMP_SIGMAS)
         xl = x0
         for layer in self.cross:
             xl = layer(x0, xl)
