@@ -113,6 +113,9 @@ def build_engine(
         trained = train_ranker(
             rows.X, rows.y, feature_names=FEATURE_NAMES, seed=settings.data.seed,
             epochs=settings.training.ranker_epochs,
+            # ~100 optimiser steps per epoch whatever the data size: a small world with
+            # batches of 1,024 would stop after a dozen steps, barely past initialisation.
+            batch_size=int(np.clip(len(rows) // 100, 64, 1024)),
             progress=lambda d, t: report("train DCN-v2 ranker", d, t),
         )  # fmt: skip
         trained.save(version_dir / "ranker")

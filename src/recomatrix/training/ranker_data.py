@@ -1,7 +1,7 @@
 """Ranker training rows built point-in-time by replaying the event log through the stream processor.
 
-Before each chunk of events is applied, sampled impressions in the chunk are turned into
-feature rows from the state as it is at that moment (never later), with labels from what
+Each sampled impression is turned into a feature row from the state as it is just
+before that event (every earlier event applied, nothing later), with labels from what
 the user did with the item afterwards: engaged (click/like/complete) and completed.
 
 Logs without impressions (MovieLens: ratings only) have no record of what was shown and
@@ -102,16 +102,20 @@ def replay_with_rows(
 
     for start in range(0, len(events), chunk):
         batch = events[start : start + chunk]
-        for event in batch:
-            if rng.random() >= sample_rate:
+        applied = 0  # events of `batch` already applied
+        for position, event in enumerate(batch):
+            if rng.random() >= sample_rate or (has_impressions and event.type != "impression"):
                 continue
-            if has_impressions and event.type == "impression":
+            # Bring the state up to just before this event: the row sees exactly the past.
+            processor.apply(batch[applied:position], copy_on_write=False)
+            applied = position
+            if has_impressions:
                 add(event, event.item_id, outcomes.labels(event))
-            elif not has_impressions:
+            else:
                 add(event, event.item_id, _own_label(event))
                 for other in rng.choice(len(all_items), size=negatives):
                     add(event, all_items[other], (0.0, 0.0))
-        processor.apply(batch, copy_on_write=False)
+        processor.apply(batch[applied:], copy_on_write=False)
         if progress is not None:
             progress(min(start + chunk, len(events)), len(events))
     X = np.vstack(rows) if rows else np.zeros((0, len(FEATURE_NAMES)), dtype=np.float32)
