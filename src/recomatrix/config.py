@@ -44,9 +44,13 @@ class RetrievalSettings:
 @dataclass(frozen=True, slots=True)
 class RulesSettings:
     watched_window_hours: float = 48.0  # a completed item is hidden this long
+    skipped_window_hours: float = 24.0  # a skipped item is hidden this long
     max_adjacent_same_genre: int = 2
     max_per_creator: int = 3
     sponsored_positions: tuple[int, ...] = (2, 9)  # 0-based slots for sponsored items
+    fresh_window_hours: float = 24.0  # items published this recently count as fresh
+    fresh_positions: tuple[int, ...] = (4,)  # 0-based slots relevant fresh items move up to
+    min_fresh_similarity: float = 0.5  # how well a fresh item must match the user's query
 
 
 @dataclass(frozen=True, slots=True)

@@ -135,6 +135,8 @@ class Engine:
         items = [self.catalogue.get(i) for i in ids]
         live = [(c, it) for c, it in zip(candidates, items, strict=True) if it is not None]
         candidates, known = [c for c, _ in live], [it for _, it in live]
+        for candidate, item in live:
+            candidate.created_at = item.created_at
         states = self.store.get_items([c.item_id for c in candidates])
         recent = user.recent_items[:20] if user else []
         view = UserView.of(
@@ -206,13 +208,22 @@ class Engine:
             now=now,
             n=n,
             watched=dict(user.watched) if user else {},
-            exclude=frozenset(exclude),
+            exclude=frozenset(exclude) | self._recently_skipped(user, now),
             backfill=backfill,
             watched_window_s=rules.watched_window_hours * 3600.0,
             max_adjacent_same_genre=rules.max_adjacent_same_genre,
             max_per_creator=rules.max_per_creator,
             sponsored_positions=rules.sponsored_positions,
+            fresh_window_s=rules.fresh_window_hours * 3600.0,
+            fresh_positions=rules.fresh_positions,
+            min_fresh_similarity=rules.min_fresh_similarity,
         )
+
+    def _recently_skipped(self, user: UserState | None, now: float) -> frozenset[ItemId]:
+        if user is None:
+            return frozenset()
+        window = self.settings.rules.skipped_window_hours * 3600.0
+        return frozenset(i for i, ts in user.skipped.items() if now - ts < window)
 
     def _popular_candidate(self, item_id: ItemId) -> Candidate | None:
         item = self.catalogue.get(item_id)
@@ -314,6 +325,7 @@ class Engine:
             "windows": {w.name: user.windows.get(w.name, now=now) for w in WINDOWS},
             "recent_items": list(user.recent_items),
             "watched": dict(user.watched),
+            "skipped": dict(user.skipped),
             "session_vector_norm": 0.0 if session is None else float(np.linalg.norm(session)),
             "has_long_term_vector": user.long_term is not None,
         }

@@ -80,6 +80,7 @@ class Candidate:
     genre: str = ""
     creator_id: str = ""
     sponsored: bool = False
+    created_at: float = float("-inf")  # publication time; -inf when unknown (never fresh)
     explain: dict[str, float] = field(default_factory=dict)
 
 
@@ -97,6 +98,9 @@ class RuleContext:
     max_adjacent_same_genre: int = 2
     max_per_creator: int = 3
     sponsored_positions: tuple[int, ...] = (2, 9)
+    fresh_window_s: float = 24 * 3600.0  # items published this recently count as fresh
+    fresh_positions: tuple[int, ...] = ()  # slots the most relevant fresh items move up to
+    min_fresh_similarity: float = 0.5  # a fresh item must match the query this well
 
 
 Rule = Callable[[RuleContext, list[Candidate]], list[Candidate]]

@@ -123,6 +123,14 @@ def test_completed_item_is_hidden_for_48_hours_by_event_time(
     assert shown not in {i["item_id"] for i in recs(http, user, n=200)["items"]}
 
 
+def test_skipped_item_is_not_shown_again(http: httpx.Client, active_users: list[str]) -> None:
+    user = active_users[4]
+    shown = recs(http, user)["items"][0]["item_id"]
+    post_events(http, [{"user_id": user, "item_id": shown, "type": "skip"}])
+    wait_visible(http, user, lambda f: shown in f["skipped"])
+    assert shown not in {i["item_id"] for i in recs(http, user, n=200)["items"]}
+
+
 def test_exclude_parameter_is_never_returned(http: httpx.Client, world: World) -> None:
     user = world.users[3]
     first = [i["item_id"] for i in recs(http, user)["items"]][:5]

@@ -78,3 +78,10 @@ def test_readers_keep_a_consistent_snapshot_while_the_processor_writes() -> None
     before = store.get_users(["u1"])[0]
     processor.apply([Event("e2", "u1", "drama-1", "click", 2.0)])
     assert before is not None and before.windows.get("5m", now=2.0) == {"click": 1.0}
+
+
+def test_skip_is_remembered_with_its_event_time() -> None:
+    processor, store, _ = make()
+    processor.apply([Event("s1", "u1", "drama-1", "skip", 7_000.0)])
+    user = store.get_users(["u1"])[0]
+    assert user is not None and user.skipped == {"drama-1": 7_000.0}

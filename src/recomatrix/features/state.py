@@ -61,6 +61,7 @@ class UserState:
     session: SessionVector = field(default_factory=SessionVector)
     recent_items: list[ItemId] = field(default_factory=list)  # newest first
     watched: dict[ItemId, float] = field(default_factory=dict)  # item -> last watched ts
+    skipped: dict[ItemId, float] = field(default_factory=dict)  # item -> last skipped ts
     long_term: np.ndarray | None = None  # the user tower's vector from the last training
     history: list[ItemId] = field(default_factory=list)  # positive items, oldest first
     last_ts: float = 0.0
@@ -73,6 +74,7 @@ class UserState:
             session=SessionVector(self.session.vector, self.session.ts),
             recent_items=list(self.recent_items),
             watched=dict(self.watched),
+            skipped=dict(self.skipped),
             long_term=self.long_term,
             history=list(self.history),
             last_ts=self.last_ts,

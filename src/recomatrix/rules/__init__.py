@@ -10,6 +10,7 @@ from recomatrix.rules.filters import (
     watched_within,
     withheld,
 )
+from recomatrix.rules.fresh import is_fresh, promote_fresh
 from recomatrix.rules.ordering import limit_adjacent_genre, place_sponsored
 
 __all__ = [
@@ -19,8 +20,10 @@ __all__ = [
     "cap_per_creator",
     "dedupe",
     "drop_watched",
+    "is_fresh",
     "limit_adjacent_genre",
     "place_sponsored",
+    "promote_fresh",
     "watched_within",
     "withheld",
 ]

@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from recomatrix.rules.filters import cap_per_creator, dedupe, drop_watched, withheld
+from recomatrix.rules.fresh import promote_fresh
 from recomatrix.rules.ordering import FirstFitQueue, GenreRun, limit_adjacent_genre, place_sponsored
 from recomatrix.types import Candidate, ItemId, Rule, RuleContext
 
@@ -64,6 +65,7 @@ DEFAULT_RULES: tuple[Rule, ...] = (
     drop_watched,
     dedupe,
     cap_per_creator,
+    promote_fresh,
     place_sponsored,
     # Placement can put a sponsored item next to two organic items of its genre; the
     # genre repair fixes that while keeping every sponsored item in a slot.

@@ -32,6 +32,7 @@ class StreamSettings:
     recent_items: int = 50  # length of the recent-items list per user
     history_items: int = 200  # positive items kept per user for the long-term profile
     watched_retention_s: float = 7 * 86400.0  # watched-at entries older than this are dropped
+    skipped_retention_s: float = 86400.0  # skipped-at entries older than this are dropped
     trending_refresh_s: float = 5.0  # how often cooling items are re-scored at wall time
 
 
@@ -184,10 +185,9 @@ class StreamProcessor:
             user.history.append(event.item_id)
             del user.history[: -settings.history_items]
         if event.type in WATCHED_TYPES:
-            user.watched[event.item_id] = max(event.ts, user.watched.get(event.item_id, 0.0))
-            horizon = event.ts - settings.watched_retention_s
-            if len(user.watched) > 256:
-                user.watched = {i: t for i, t in user.watched.items() if t >= horizon}
+            user.watched = _remember(user.watched, event, settings.watched_retention_s)
+        if event.type == "skip":
+            user.skipped = _remember(user.skipped, event, settings.skipped_retention_s)
         user.last_ts = max(user.last_ts, event.ts)
 
     @staticmethod
@@ -199,3 +199,12 @@ class StreamProcessor:
         if event.type in ENGAGED:
             item.total_engaged += 1.0
         item.last_ts = max(item.last_ts, event.ts)
+
+
+def _remember(seen: dict[ItemId, float], event: Event, retention_s: float) -> dict[ItemId, float]:
+    """`seen` with the event's item at its latest time, pruned of entries past retention."""
+    seen[event.item_id] = max(event.ts, seen.get(event.item_id, 0.0))
+    if len(seen) > 256:
+        horizon = event.ts - retention_s
+        seen = {i: t for i, t in seen.items() if t >= horizon}
+    return seen
