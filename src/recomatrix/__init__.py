@@ -28,3 +28,12 @@ __all__ = [
     "load_settings",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    # `recomatrix.build_engine` loads the training stack (torch) only when asked for.
+    if name == "build_engine":
+        from recomatrix.bootstrap import build_engine
+
+        return build_engine
+    raise AttributeError(f"module 'recomatrix' has no attribute {name!r}")

@@ -131,6 +131,9 @@ def build_engine(
         embed_items=ItemEmbedder(encoder=encoder, tower=tower, genres=world.genres),
         embed_user=tower.user_vector_from_item_vectors,
     )
+    # Load the text model now (cached vectors may have spared it so far), so the first
+    # POST /v1/items does not pay seconds of model loading.
+    encoder.encode(["warm-up: load the content encoder before serving"])
     engine = Engine(
         settings=settings,
         catalogue=catalogue,
