@@ -42,8 +42,12 @@ def main() -> None:
         events.append((time.perf_counter() - started) * 1000)
     for i in range(50):
         item_id = f"probe-item-{uuid.uuid4().hex[:8]}"
-        body = {"item_id": item_id, "title": f"Midnight Chase {i}", "genres": ["thriller"],
-                "description": "A detective hunts a killer through the rain-soaked city"}  # fmt: skip
+        body = {
+            "item_id": item_id,
+            "title": f"Midnight Chase {i}",
+            "genres": ["thriller"],
+            "description": "A detective hunts a killer through the rain-soaked city",
+        }
         started = time.perf_counter()
         client.post("/v1/items", json=body).raise_for_status()
         client.get(f"/v1/items/{item_id}/similar", params={"n": 5}).raise_for_status()
