@@ -122,6 +122,28 @@ def _run_server(settings: Settings, engine: Any) -> None:
     )
 
 
+def _build_and_serve(settings: Settings, *, live_events_per_s: float) -> None:
+    """Build the engine, print what was built, serve until Ctrl-C (with a live audience)."""
+    from recomatrix.demo import LiveAudience
+
+    world, engine, (report, seconds) = _build(settings)
+    audience = LiveAudience(engine=engine, world=world, events_per_s=live_events_per_s)
+    audience.start()
+    console.print(
+        f"[bold green]recomatrix[/] {report.items:,} items, {report.users:,} users, "
+        f"{report.events:,} events replayed, ranker trained on {report.ranker_rows:,} rows "
+        f"(model {report.model_version}, AUC {report.metrics.get('val_auc_click', 0):.3f}) "
+        f"in {seconds:.0f} s; live events at {live_events_per_s:g}/s"
+    )
+    console.print(f"serving on [bold]http://{settings.server.host}:{settings.server.port}/[/] "
+                  f"(API docs at /docs); Ctrl-C stops")  # fmt: skip
+    try:
+        _run_server(settings, engine)
+    finally:
+        audience.stop()
+        engine.close()
+
+
 @app.command()
 def demo(
     host: Host = "127.0.0.1",
@@ -135,30 +157,11 @@ def demo(
     config: ConfigFile = None,
 ) -> None:
     """Build a world, train first models, index it, serve it, and keep it alive with live events."""
-    from recomatrix.demo import LiveAudience
-
     logging.basicConfig(level=logging.WARNING)
     _check_backend(backend)
     settings = _settings(config, host=host, port=port, dataset=dataset, items=items, users=users,
                          encoder=encoder, home=home)  # fmt: skip
-    world, engine, (report, seconds) = _build(settings)
-    audience = LiveAudience(
-        engine=engine, world=world, events_per_s=settings.data.live_events_per_s
-    )
-    audience.start()
-    console.print(
-        f"[bold green]recomatrix[/] {report.items:,} items, {report.users:,} users, "
-        f"{report.events:,} events replayed, ranker trained on {report.ranker_rows:,} rows "
-        f"(model {report.model_version}, AUC {report.metrics.get('val_auc_click', 0):.3f}) "
-        f"in {seconds:.0f} s; live events at {settings.data.live_events_per_s:g}/s"
-    )
-    console.print(f"serving on [bold]http://{settings.server.host}:{settings.server.port}/[/] "
-                  f"(API docs at /docs); Ctrl-C stops")  # fmt: skip
-    try:
-        _run_server(settings, engine)
-    finally:
-        audience.stop()
-        engine.close()
+    _build_and_serve(settings, live_events_per_s=settings.data.live_events_per_s)
 
 
 @app.command()
@@ -178,14 +181,7 @@ def serve(
     _check_backend(backend)
     settings = _settings(config, host=host, port=port, dataset=dataset, items=items, users=users,
                          encoder=encoder, home=home)  # fmt: skip
-    _, engine, (_, seconds) = _build(settings)
-    console.print(
-        f"ready in {seconds:.0f} s: http://{settings.server.host}:{settings.server.port}/"
-    )
-    try:
-        _run_server(settings, engine)
-    finally:
-        engine.close()
+    _build_and_serve(settings, live_events_per_s=0.0)
 
 
 @app.command()
