@@ -95,6 +95,7 @@ def build_engine(
         bus=bus, store=store, item_vector=catalogue.vector, settings=settings.stream
     )
     with timed("replay"):
+        store.copy_on_write = False  # nobody reads during the replay: mutate in place
         rows = replay_with_rows(
             world.events,
             processor=processor,
@@ -107,6 +108,7 @@ def build_engine(
             sample_rate=settings.training.ranker_sample_rate,
             progress=lambda d, t: report("replay event log", d, t),
         )
+        store.copy_on_write = True
         _set_long_term_vectors(store, world.users, tower, catalogue)
     version_dir = new_version_dir(home / "models")
     with timed("ranker"):

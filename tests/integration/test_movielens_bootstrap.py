@@ -14,7 +14,8 @@ def test_movielens_world_trains_and_serves_personalised_recommendations(tmp_path
     settings = load_settings(
         env={},
         overrides={"data": {"encoder": "hashing", "home": tmp_path},
-                   "training": {"two_tower_epochs": 1, "ranker_epochs": 1}},
+                   "training": {"two_tower_epochs": 1, "ranker_epochs": 1,
+                                "ranker_sample_rate": 0.1}},
     )  # fmt: skip
     engine, report = build_engine(world, settings)
     try:

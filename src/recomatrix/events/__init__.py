@@ -7,14 +7,23 @@ from collections.abc import Callable
 from recomatrix.events.base import Delivery, EventBus
 from recomatrix.events.memory import MemoryEventBus
 
-# Backends by URL scheme; the Redis Streams tier registers here when it lands.
+
+def _open_redis(url: str) -> EventBus:
+    from recomatrix.events.redis import RedisStreamsBus  # the `redis` extra, on demand
+
+    return RedisStreamsBus.from_url(url)
+
+
+# Backends by URL scheme.
 BACKENDS: dict[str, Callable[[str], EventBus]] = {
     "memory": lambda url: MemoryEventBus(),
+    "redis": _open_redis,
+    "redis+cluster": _open_redis,
 }
 
 
 def open_bus(url: str) -> EventBus:
-    """Open an event bus by URL, e.g. `memory://`."""
+    """Open an event bus by URL, e.g. `memory://` or `redis://127.0.0.1:6379/0?partitions=8`."""
     scheme = url.split("://", 1)[0]
     if scheme not in BACKENDS:
         raise ValueError(

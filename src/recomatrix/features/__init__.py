@@ -4,19 +4,28 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from recomatrix.features.base import OnlineStore
+from recomatrix.features.base import ItemCount, OnlineStore
 from recomatrix.features.memory import MemoryOnlineStore
 from recomatrix.features.state import ItemState, ItemStats, SessionVector, UserState
 from recomatrix.features.windows import WINDOWS, Window, WindowCounts
 
-# Backends by URL scheme; the Redis tier registers here when it lands.
+
+def _open_redis(url: str) -> OnlineStore:
+    from recomatrix.features.redis import RedisOnlineStore  # the `redis` extra, on demand
+
+    return RedisOnlineStore.from_url(url)
+
+
+# Backends by URL scheme.
 BACKENDS: dict[str, Callable[[str], OnlineStore]] = {
     "memory": lambda url: MemoryOnlineStore(),
+    "redis": _open_redis,
+    "redis+cluster": _open_redis,
 }
 
 
 def open_store(url: str) -> OnlineStore:
-    """Open an online store by URL, e.g. `memory://`."""
+    """Open an online store by URL, e.g. `memory://` or `redis://127.0.0.1:6379/0`."""
     scheme = url.split("://", 1)[0]
     if scheme not in BACKENDS:
         raise ValueError(
@@ -27,7 +36,9 @@ def open_store(url: str) -> OnlineStore:
 
 
 __all__ = [
+    "BACKENDS",
     "WINDOWS",
+    "ItemCount",
     "ItemState",
     "ItemStats",
     "MemoryOnlineStore",

@@ -3,36 +3,54 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from recomatrix.features.state import ItemState, UserState
 from recomatrix.types import ItemId, UserId
 
 
+@dataclass(frozen=True, slots=True)
+class ItemCount:
+    """Add `amount` of `field` (an event type or `watch_seconds`) at event time `ts`.
+
+    Counted at most once per (`event_id`, `item_id`), however often it is sent again.
+    """
+
+    event_id: str
+    item_id: ItemId
+    field: str
+    ts: float
+    amount: float = 1.0
+
+
 class OnlineStore(Protocol):
     """Where the stream processor writes and the request path reads.
 
-    Reads and writes are batches: one call per request stage, never one per item.
+    Reads and writes are batches: one call (one round trip) per request stage, never one
+    per item. A user is written by one stream worker at a time (the bus partitions events
+    by user), so users are read, changed and put back; items are touched by every worker,
+    so their counters only ever grow through atomic `add_item_counts`.
     """
 
-    def claim_events(self, event_ids: Sequence[str]) -> list[bool]:
-        """Record event ids as applied; True for each id not seen before (idempotency)."""
+    def seen_events(self, event_ids: Sequence[str]) -> list[bool]:
+        """True for each event id already recorded by `put_users(applied_events=...)`."""
         ...
 
     def get_users(self, user_ids: Sequence[UserId]) -> list[UserState | None]:
-        """The state of each user, None for a user the store has never seen."""
+        """The state of each user, None for a user the store has never seen (or forgot)."""
         ...
 
-    def put_users(self, states: Sequence[UserState]) -> None:
-        """Store user states (replacing earlier ones)."""
+    def put_users(self, states: Sequence[UserState], *, applied_events: Sequence[str] = ()) -> None:
+        """Store user states and record `applied_events` as applied, in one atomic write."""
         ...
 
     def get_items(self, item_ids: Sequence[ItemId]) -> list[ItemState | None]:
         """The live counters of each item, None for an item without events."""
         ...
 
-    def put_items(self, states: Sequence[ItemState]) -> None:
-        """Store item states (replacing earlier ones)."""
+    def add_item_counts(self, counts: Sequence[ItemCount]) -> None:
+        """Add to item windows atomically; an engaged type also adds to `total_engaged`."""
         ...
 
     def delete_items(self, item_ids: Sequence[ItemId]) -> None:

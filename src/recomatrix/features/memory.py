@@ -5,17 +5,21 @@ from __future__ import annotations
 import heapq
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
-from recomatrix.features.state import ItemState, UserState
+from recomatrix.features.base import ItemCount
+from recomatrix.features.state import ENGAGED, ItemState, UserState
 from recomatrix.types import ItemId, UserId
 
 
 class MemoryOnlineStore:
     """Satisfies `OnlineStore` with plain dicts; state lives as long as the process.
 
-    Remembers the newest `max_event_ids` event ids for idempotency, so a redelivered
-    event is ignored as long as it comes back within that many newer events.
+    Remembers the newest `max_event_ids` applied event ids (and as many (event, item)
+    counts) for idempotency, so a redelivered event is ignored as long as it comes back
+    within that many newer events. Stored states are never mutated: a write replaces them,
+    so a reader keeps a consistent snapshot (copy-on-write).
     """
 
     def __init__(self, *, max_event_ids: int = 2_000_000) -> None:
@@ -24,37 +28,53 @@ class MemoryOnlineStore:
         self._items: dict[ItemId, ItemState] = {}
         self._trending: dict[ItemId, float] = {}
         self._seen: OrderedDict[str, None] = OrderedDict()
+        self._counted: OrderedDict[tuple[str, ItemId], None] = OrderedDict()
         self._max_event_ids = max_event_ids
+        # False only while nobody reads (bulk bootstrap): item writes then mutate in place.
+        self.copy_on_write = True
 
-    def claim_events(self, event_ids: Sequence[str]) -> list[bool]:
-        fresh: list[bool] = []
+    def seen_events(self, event_ids: Sequence[str]) -> list[bool]:
         with self._lock:
-            for event_id in event_ids:
-                new = event_id not in self._seen
-                fresh.append(new)
-                if new:
-                    self._seen[event_id] = None
-            while len(self._seen) > self._max_event_ids:
-                self._seen.popitem(last=False)
-        return fresh
+            return [event_id in self._seen for event_id in event_ids]
 
     def get_users(self, user_ids: Sequence[UserId]) -> list[UserState | None]:
         with self._lock:
             return [self._users.get(u) for u in user_ids]
 
-    def put_users(self, states: Sequence[UserState]) -> None:
+    def put_users(self, states: Sequence[UserState], *, applied_events: Sequence[str] = ()) -> None:
         with self._lock:
             for state in states:
                 self._users[state.user_id] = state
+            _remember(self._seen, applied_events, self._max_event_ids)
 
     def get_items(self, item_ids: Sequence[ItemId]) -> list[ItemState | None]:
         with self._lock:
             return [self._items.get(i) for i in item_ids]
 
-    def put_items(self, states: Sequence[ItemState]) -> None:
+    def add_item_counts(self, counts: Sequence[ItemCount]) -> None:
         with self._lock:
-            for state in states:
-                self._items[state.item_id] = state
+            # A membership test per count: `set - dict.keys()` would walk the whole id history.
+            fresh = {key for c in counts if (key := (c.event_id, c.item_id)) not in self._counted}
+            changed: dict[ItemId, ItemState] = {}
+            for count in counts:
+                if (count.event_id, count.item_id) not in fresh:
+                    continue
+                state = changed.get(count.item_id)
+                if state is None:
+                    stored = self._items.get(count.item_id)
+                    if stored is None:
+                        state = ItemState(count.item_id)
+                    elif self.copy_on_write:
+                        state = stored.copy()
+                    else:
+                        state, state.stats_cache = stored, None
+                    changed[count.item_id] = state
+                state.windows.add(count.field, ts=count.ts, amount=count.amount)
+                if count.field in ENGAGED:
+                    state.total_engaged += count.amount
+                state.last_ts = max(state.last_ts, count.ts)
+            self._items.update(changed)
+            _remember(self._counted, fresh, self._max_event_ids)
 
     def delete_items(self, item_ids: Sequence[ItemId]) -> None:
         with self._lock:
@@ -87,3 +107,10 @@ class MemoryOnlineStore:
                 "items": len(self._items),
                 "trending": len(self._trending),
             }
+
+
+def _remember(seen: OrderedDict[Any, None], keys: Iterable[Any], limit: int) -> None:
+    for key in keys:
+        seen[key] = None
+    while len(seen) > limit:
+        seen.popitem(last=False)

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recomatrix.events.base import EventBus
-from recomatrix.features.base import OnlineStore
-from recomatrix.features.state import ENGAGED, ItemState, ItemStats, UserState, trending_score
+from recomatrix.events.base import Delivery, EventBus
+from recomatrix.features.base import ItemCount, OnlineStore
+from recomatrix.features.state import ENGAGED, ItemStats, UserState, trending_score
 from recomatrix.types import ENGAGEMENT_WEIGHT, WATCHED_TYPES, Event, ItemId, UserId
 
 log = logging.getLogger(__name__)
@@ -57,40 +57,36 @@ class StreamProcessor:
         self.on_applied: list[Callable[[Sequence[Event]], None]] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._retry: list[Delivery] = []  # a batch whose apply failed, still unacknowledged
 
     def apply(self, events: Sequence[Event], *, copy_on_write: bool = True) -> int:
-        """Apply events not seen before; returns how many were new.
+        """Apply events not applied before; returns how many were new.
 
-        `copy_on_write=False` mutates stored states in place: only safe while nobody reads
-        (bulk bootstrap), and much faster.
+        The order makes a crash at any step safe with at-least-once redelivery: events
+        already recorded as applied are skipped; item counts are added exactly once per
+        (event, item) by the store; users are put together with the record of the applied
+        events in one atomic write; the caller acknowledges the bus only after that.
+        A crash before the user write re-applies the users on redelivery, while the items
+        ignore the counts they already have; a crash after it finds the events recorded.
+
+        `copy_on_write=False` mutates stored user states in place: only safe while nobody
+        reads (bulk bootstrap), and much faster.
         """
-        fresh = [
-            e
-            for e, new in zip(
-                events, self.store.claim_events([e.event_id for e in events]), strict=True
-            )
-            if new
-        ]
+        unique = list({e.event_id: e for e in events}.values())
+        seen = self.store.seen_events([e.event_id for e in unique])
+        fresh = [e for e, old in zip(unique, seen, strict=True) if not old]
         if not fresh:
             return 0
         fresh.sort(key=lambda e: e.ts)
         users = self._load_users(sorted({e.user_id for e in fresh}), copy_on_write)
-        items = self._load_items(sorted({e.item_id for e in fresh}), copy_on_write)
         for event in fresh:
             self._update_user(users[event.user_id], event)
-            self._update_item(items[event.item_id], event)
-        self.store.put_users(list(users.values()))
-        self.store.put_items(list(items.values()))
-        now = fresh[-1].ts
-        self.store.set_trending(
-            {
-                item_id: trending_score(stats.engaged_5m, stats.engaged_1h)
-                for item_id, state in items.items()
-                for stats in (ItemStats.of(state, now=now),)
-            }
-        )
-        if self.offline_sink is not None:
+        if self.offline_sink is not None:  # before the commit: a crash repeats, never loses
             self.offline_sink(fresh)
+        self.store.add_item_counts([c for e in fresh for c in _item_counts(e)])
+        self.store.put_users(list(users.values()), applied_events=[e.event_id for e in fresh])
+        # Re-read the items: other workers add to the same counters concurrently.
+        self.refresh_trending(sorted({e.item_id for e in fresh}), now=fresh[-1].ts)
         self.applied += len(fresh)
         for callback in self.on_applied:
             callback(fresh)
@@ -108,13 +104,19 @@ class StreamProcessor:
         )
 
     def run_once(self, *, max_events: int = 2000, block_s: float = 0.05) -> int:
-        """Consume one batch from the bus, apply it, then acknowledge it."""
-        deliveries = self.bus.consume(
-            self.group, self.consumer, max_events=max_events, block_s=block_s
-        )
+        """Consume one batch from the bus (or retry a failed one), apply it, acknowledge it."""
+        deliveries, self._retry = self._retry, []
+        if not deliveries:
+            deliveries = self.bus.consume(
+                self.group, self.consumer, max_events=max_events, block_s=block_s
+            )
         if not deliveries:
             return 0
-        applied = self.apply([d.event for d in deliveries])
+        try:
+            applied = self.apply([d.event for d in deliveries])
+        except Exception:
+            self._retry = deliveries  # still pending on the bus; applying again is a no-op
+            raise
         self.bus.ack(self.group, [d.message_id for d in deliveries])
         return applied
 
@@ -145,10 +147,8 @@ class StreamProcessor:
                     refreshed = time.monotonic()
                     top = [item_id for item_id, _ in self.store.top_trending(1000)]
                     self.refresh_trending(top, now=time.time())
-            except Exception:  # keep consuming; the batch stays pending and is retried
-                log.exception("stream processor batch failed; retrying after reclaim")
-                for delivery in self.bus.reclaim(self.group, self.consumer, min_idle_s=0.0):
-                    log.debug("reclaimed %s", delivery.message_id)
+            except Exception:  # keep consuming; the failed batch is retried first
+                log.exception("stream processor batch failed; retrying it in 0.5 s")
                 self._stop.wait(0.5)
 
     def _load_users(self, user_ids: Sequence[UserId], copy: bool) -> dict[UserId, UserState]:
@@ -156,13 +156,6 @@ class StreamProcessor:
         return {
             u: (UserState(u) if s is None else s.copy() if copy else s)
             for u, s in zip(user_ids, states, strict=True)
-        }
-
-    def _load_items(self, item_ids: Sequence[ItemId], copy: bool) -> dict[ItemId, ItemState]:
-        states = self.store.get_items(item_ids)
-        return {
-            i: (ItemState(i) if s is None else s.copy() if copy else s)
-            for i, s in zip(item_ids, states, strict=True)
         }
 
     def _update_user(self, user: UserState, event: Event) -> None:
@@ -190,15 +183,15 @@ class StreamProcessor:
             user.skipped = _remember(user.skipped, event, settings.skipped_retention_s)
         user.last_ts = max(user.last_ts, event.ts)
 
-    @staticmethod
-    def _update_item(item: ItemState, event: Event) -> None:
-        item.stats_cache = None  # in-place bootstrap updates must not read stale stats
-        item.windows.add(event.type, ts=event.ts)
-        if event.watch_seconds:
-            item.windows.add("watch_seconds", ts=event.ts, amount=event.watch_seconds)
-        if event.type in ENGAGED:
-            item.total_engaged += 1.0
-        item.last_ts = max(item.last_ts, event.ts)
+
+def _item_counts(event: Event) -> list[ItemCount]:
+    """The counters one event adds to its item."""
+    counts = [ItemCount(event.event_id, event.item_id, event.type, event.ts)]
+    if event.watch_seconds:
+        counts.append(
+            ItemCount(event.event_id, event.item_id, "watch_seconds", event.ts, event.watch_seconds)
+        )
+    return counts
 
 
 def _remember(seen: dict[ItemId, float], event: Event, retention_s: float) -> dict[ItemId, float]:

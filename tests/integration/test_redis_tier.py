@@ -1,0 +1,175 @@
+"""The server tier on real Redis: stream workers sharing one group, crash retries, dead letters."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+import redis
+
+from recomatrix.events.redis import RedisStreamsBus
+from recomatrix.features.redis import RedisOnlineStore
+from recomatrix.features.state import ENGAGED, UserState
+from recomatrix.features.windows import WINDOWS, Window
+from recomatrix.stream import StreamProcessor
+from recomatrix.types import EVENT_TYPES, Event
+
+T0 = 1_700_000_000.0
+
+
+def vector(seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=8).astype(np.float32)
+
+
+ITEM_VECTORS = {f"i{n}": vector(n) for n in range(50)}
+
+
+def synthetic_events(n: int, *, users: int, items: int, seed: int = 3) -> list[Event]:
+    rng = random.Random(seed)
+    events = []
+    for k in range(n):
+        kind = rng.choice(EVENT_TYPES)
+        watch = float(rng.randint(1, 600)) if kind in ("view", "complete") else 0.0
+        events.append(Event(f"e{k}", f"u{rng.randrange(users)}", f"i{rng.randrange(items)}",
+                            kind, T0 + k * 2.0, watch_seconds=watch))  # fmt: skip
+    return events
+
+
+def recount(events: Sequence[Event], window: Window, now: float) -> dict[str, float]:
+    counts: dict[str, float] = {}
+    for e in events:
+        if window.contains(e.ts, now):
+            counts[e.type] = counts.get(e.type, 0.0) + 1.0
+            if e.watch_seconds:
+                counts["watch_seconds"] = counts.get("watch_seconds", 0.0) + e.watch_seconds
+    return counts
+
+
+def nonzero(counts: dict[str, float]) -> dict[str, float]:
+    return {k: v for k, v in counts.items() if v > 1e-9}
+
+
+def worker(url: str, name: str) -> StreamProcessor:
+    """One stream worker with its own connections, as a separate process would have."""
+    return StreamProcessor(
+        bus=RedisStreamsBus.from_url(url + "?lease_s=5"),
+        store=RedisOnlineStore.from_url(url),
+        item_vector=ITEM_VECTORS.get,
+        consumer=name,
+    )
+
+
+@pytest.mark.parametrize("url_fixture", ["redis_url", "redis_cluster_url"])
+def test_two_workers_count_every_event_exactly_once(
+    url_fixture: str, request: pytest.FixtureRequest
+) -> None:
+    redis_url = request.getfixturevalue(url_fixture)
+    events = synthetic_events(5000, users=200, items=50)
+    workers = [worker(redis_url, "w1"), worker(redis_url, "w2")]
+    for w in workers:
+        w.start()
+    publisher = RedisStreamsBus.from_url(redis_url)
+    try:
+        for start in range(0, len(events), 250):
+            publisher.publish(events[start : start + 250])
+        publisher.publish(random.Random(1).sample(events, 300))  # redelivered duplicates
+        deadline = time.monotonic() + 60
+        while publisher.lag("stream") > 0 or sum(w.applied for w in workers) < len(events):
+            assert time.monotonic() < deadline, f"workers stalled at lag {publisher.lag('stream')}"
+            time.sleep(0.05)
+    finally:
+        for w in workers:
+            w.stop()
+    assert sum(w.applied for w in workers) == len(events)
+    assert all(w.applied > 0 for w in workers), "one worker did all the work"
+
+    store = RedisOnlineStore.from_url(redis_url)
+    now = events[-1].ts
+    users = sorted({e.user_id for e in events})
+    for user_id, state in zip(users, store.get_users(users), strict=True):
+        assert state is not None
+        mine = [e for e in events if e.user_id == user_id]
+        for window in WINDOWS:
+            assert nonzero(state.windows.get(window.name, now=now)) == recount(mine, window, now)
+        assert state.last_ts == mine[-1].ts
+    items = sorted({e.item_id for e in events})
+    for item_id, item in zip(items, store.get_items(items), strict=True):
+        assert item is not None
+        mine = [e for e in events if e.item_id == item_id]
+        for window in WINDOWS:
+            assert item.windows.get(window.name, now=now) == recount(mine, window, now)
+        assert item.total_engaged == sum(1 for e in mine if e.type in ENGAGED)
+
+
+class CrashingStore(RedisOnlineStore):
+    """Dies once right after the item counts were written, before the users are."""
+
+    crashed = False
+
+    def put_users(self, states: Sequence[UserState], *, applied_events: Sequence[str] = ()) -> None:
+        if not self.crashed and applied_events:
+            self.crashed = True
+            raise ConnectionError("worker died between the item and the user write")
+        super().put_users(states, applied_events=applied_events)
+
+
+def test_a_batch_retried_after_a_crash_between_writes_is_counted_once(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    bus, store = RedisStreamsBus(client=client), CrashingStore(client=client)
+    processor = StreamProcessor(bus=bus, store=store, item_vector=ITEM_VECTORS.get)
+    events = synthetic_events(40, users=3, items=2)
+    bus.publish(events)
+    with pytest.raises(ConnectionError):
+        processor.run_once(block_s=0)
+    assert bus.lag(processor.group) == 40  # nothing acknowledged
+    assert processor.run_once(block_s=0) == 40
+    assert bus.lag(processor.group) == 0
+    now = events[-1].ts
+    for item_id in ("i0", "i1"):
+        item = store.get_items([item_id])[0]
+        assert item is not None
+        mine = [e for e in events if e.item_id == item_id]
+        assert item.windows.get("1h", now=now) == recount(mine, WINDOWS[1], now)
+    for user_id in ("u0", "u1", "u2"):
+        user = store.get_users([user_id])[0]
+        assert user is not None
+        mine = [e for e in events if e.user_id == user_id]
+        assert nonzero(user.windows.get("1h", now=now)) == recount(mine, WINDOWS[1], now)
+
+
+def test_an_undecodable_entry_goes_to_the_dead_letter_stream(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    bus = RedisStreamsBus(client=client, partitions=1)
+    client.xadd(bus.streams[0], {"e": b'{"event_id": "x", "type": "teleport"}'})
+    bus.publish([Event("good", "u1", "i1", "click", T0)])
+    got = bus.consume("stream", "c", max_events=10, block_s=0)
+    assert [d.event.event_id for d in got] == ["good"]
+    bus.ack("stream", [d.message_id for d in got])
+    assert bus.lag("stream") == 0
+    (_, letter), *_ = client.xrange(bus.dead_letters)
+    assert letter[b"stream"] == bus.streams[0].encode()
+    assert b"user_id must be a non-empty string" in letter[b"reason"]
+
+
+def test_a_consumer_taking_over_a_dead_ones_partitions_gets_its_unacked_events_first(
+    redis_url: str,
+) -> None:
+    dying = RedisStreamsBus.from_url(redis_url + "?partitions=2&lease_s=0.3")
+    events = synthetic_events(12, users=4, items=2)
+    dying.publish(events[:8])
+    held = dying.consume("stream", "dies", max_events=100, block_s=0)
+    assert len(held) == 8  # applied, perhaps, but never acknowledged
+    dying.publish(events[8:])
+    survivor = RedisStreamsBus.from_url(redis_url + "?partitions=2&lease_s=0.3")
+    assert survivor.consume("stream", "survivor", max_events=100, block_s=0) == []  # leased
+    time.sleep(0.4)
+    first = survivor.consume("stream", "survivor", max_events=100, block_s=0)
+    assert sorted(d.event.event_id for d in first) == sorted(d.event.event_id for d in held)
+    survivor.ack("stream", [d.message_id for d in first])
+    rest = survivor.consume("stream", "survivor", max_events=100, block_s=0)
+    assert sorted(d.event.event_id for d in rest) == sorted(e.event_id for e in events[8:])
+    survivor.ack("stream", [d.message_id for d in rest])
+    assert survivor.lag("stream") == 0
