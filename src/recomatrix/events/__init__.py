@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from recomatrix.backends import open_by_url
 from recomatrix.events.base import Delivery, EventBus
 from recomatrix.events.memory import MemoryEventBus
 
@@ -24,13 +25,7 @@ BACKENDS: dict[str, Callable[[str], EventBus]] = {
 
 def open_bus(url: str) -> EventBus:
     """Open an event bus by URL, e.g. `memory://` or `redis://127.0.0.1:6379/0?partitions=8`."""
-    scheme = url.split("://", 1)[0]
-    if scheme not in BACKENDS:
-        raise ValueError(
-            f"unknown event bus URL scheme {scheme!r} in {url!r}; use one of: "
-            + ", ".join(f"{s}://" for s in BACKENDS)
-        )
-    return BACKENDS[scheme](url)
+    return open_by_url("event bus", BACKENDS, url)
 
 
 __all__ = ["BACKENDS", "Delivery", "EventBus", "MemoryEventBus", "open_bus"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from recomatrix.backends import open_by_url
 from recomatrix.features.base import ItemCount, OnlineStore
 from recomatrix.features.memory import MemoryOnlineStore
 from recomatrix.features.state import ItemState, ItemStats, SessionVector, UserState
@@ -26,13 +27,7 @@ BACKENDS: dict[str, Callable[[str], OnlineStore]] = {
 
 def open_store(url: str) -> OnlineStore:
     """Open an online store by URL, e.g. `memory://` or `redis://127.0.0.1:6379/0`."""
-    scheme = url.split("://", 1)[0]
-    if scheme not in BACKENDS:
-        raise ValueError(
-            f"unknown online store URL scheme {scheme!r} in {url!r}; use one of: "
-            + ", ".join(f"{s}://" for s in BACKENDS)
-        )
-    return BACKENDS[scheme](url)
+    return open_by_url("online store", BACKENDS, url)
 
 
 __all__ = [
