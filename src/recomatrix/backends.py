@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TypeVar
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 T = TypeVar("T")
 
@@ -21,3 +22,22 @@ def open_by_url(seam: str, backends: Mapping[str, Callable[[str], T]], url: str)
             + ", ".join(f"{s}://" for s in backends)
         )
     return backends[scheme](url)
+
+
+def split_url_options(
+    seam: str, url: str, allowed: Mapping[str, Callable[[str], Any]]
+) -> tuple[str, dict[str, Any]]:
+    """(`url` without its query, the query's options parsed by `allowed`'s converters).
+
+    >>> split_url_options("bus", "redis://h:1/0?partitions=8", {"partitions": int})
+    ('redis://h:1/0', {'partitions': 8})
+    """
+    parts = urlsplit(url)
+    options: dict[str, Any] = {}
+    for key, value in parse_qsl(parts.query):
+        if key not in allowed:
+            raise ValueError(
+                f"unknown option {key!r} in {seam} URL {url!r}; use: " + ", ".join(sorted(allowed))
+            )
+        options[key] = allowed[key](value)
+    return urlunsplit(parts._replace(query="")), options

@@ -21,11 +21,11 @@ import zlib
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any, cast
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import orjson
 import redis
 
+from recomatrix.backends import split_url_options
 from recomatrix.events.base import Delivery
 from recomatrix.types import EVENT_TYPES, Event
 
@@ -147,16 +147,8 @@ class RedisStreamsBus:
     def from_url(cls, url: str) -> RedisStreamsBus:
         """`redis://host:port/db?partitions=8&lease_s=15&...` (any constructor option);
         `redis+cluster://host:port?...` for a Redis Cluster (any node)."""
-        parts = urlsplit(url)
-        options: dict[str, Any] = {}
-        for key, value in parse_qsl(parts.query):
-            if key not in _URL_OPTIONS:
-                raise ValueError(
-                    f"unknown option {key!r} in event bus URL {url!r}; use: "
-                    + ", ".join(sorted(_URL_OPTIONS))
-                )
-            options[key] = _URL_OPTIONS[key](value)
-        return cls(client=_connect(urlunsplit(parts._replace(query=""))), **options)
+        base, options = split_url_options("event bus", url, _URL_OPTIONS)
+        return cls(client=_connect(base), **options)
 
     def partition_of(self, user_id: str) -> int:
         return zlib.crc32(user_id.encode()) % self.partitions

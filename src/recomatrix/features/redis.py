@@ -20,10 +20,10 @@ import threading
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import redis
 
+from recomatrix.backends import split_url_options
 from recomatrix.features.base import ItemCount
 from recomatrix.features.codec import (
     FIELD_INDEX,
@@ -78,16 +78,8 @@ class RedisOnlineStore:
     def from_url(cls, url: str) -> RedisOnlineStore:
         """`redis://host:port/db?namespace=rx&user_ttl_s=604800&...` (any constructor option);
         `redis+cluster://host:port` for a Redis Cluster (any node)."""
-        parts = urlsplit(url)
-        options: dict[str, Any] = {}
-        for key, value in parse_qsl(parts.query):
-            if key not in _URL_OPTIONS:
-                raise ValueError(
-                    f"unknown option {key!r} in online store URL {url!r}; use: "
-                    + ", ".join(sorted(_URL_OPTIONS))
-                )
-            options[key] = _URL_OPTIONS[key](value)
-        return cls(client=connect(urlunsplit(parts._replace(query=""))), **options)
+        base, options = split_url_options("online store", url, _URL_OPTIONS)
+        return cls(client=connect(base), **options)
 
     def seen_events(self, event_ids: Sequence[str]) -> list[bool]:
         if not event_ids:
