@@ -205,5 +205,103 @@ def train(
     )
 
 
+EVAL_DATASETS = ("synthetic", "ml-latest-small", "movielens")
+EVAL_END_TS = 1_767_225_600.0  # the synthetic eval world ends 2026-01-01 UTC: reruns agree
+
+
+def _eval_world(
+    dataset: str | None, interactions: Path | None, loader: dict[str, Any], sizes: dict[str, int],
+    seed: int,
+) -> tuple[str, Any]:  # fmt: skip
+    """(name for the report, World) from --dataset or --interactions, validated."""
+    from recomatrix.data import generate_world, load_movielens
+    from recomatrix.data.interactions import load_interactions
+
+    if interactions is not None:
+        if dataset is not None:
+            raise typer.BadParameter("use --dataset or --interactions, not both",
+                                     param_hint="--dataset")  # fmt: skip
+        try:
+            return interactions.stem, load_interactions(interactions, **loader)
+        except ValueError as err:
+            raise typer.BadParameter(str(err), param_hint="--interactions") from err
+    dataset = dataset or "synthetic"
+    if dataset not in EVAL_DATASETS:
+        raise typer.BadParameter(f"unknown dataset {dataset!r}; use one of: "
+                                 f"{', '.join(EVAL_DATASETS)}", param_hint="--dataset")  # fmt: skip
+    if dataset != "synthetic":
+        return "ml-latest-small", load_movielens()
+    return "synthetic", generate_world(**sizes, seed=seed, end_ts=EVAL_END_TS)
+
+
+@app.command(name="eval")
+def eval_(
+    dataset: Annotated[
+        str | None, typer.Option(help="synthetic (default) | ml-latest-small: built-in data.")
+    ] = None,
+    interactions: Annotated[
+        Path | None, typer.Option(help="CSV/TSV/Parquet of user_id,item_id,timestamp[,rating].")
+    ] = None,
+    items_file: Annotated[
+        Path | None, typer.Option("--items", help="Items file (item_id,title,genres,...).")
+    ] = None,
+    sep: Annotated[str | None, typer.Option(help="Field separator (default by extension).")] = None,
+    no_header: Annotated[bool, typer.Option("--no-header", help="The file has no header.")] = False,
+    columns: Annotated[
+        str | None,
+        typer.Option(help="Column names in order, e.g. user_id,item_id,rating,timestamp."),
+    ] = None,
+    min_rating: Annotated[float | None, typer.Option(help="Drop ratings below this.")] = None,
+    items_count: Annotated[int, typer.Option(min=100, help="Synthetic items.")] = 20_000,
+    users_count: Annotated[int, typer.Option(min=10, help="Synthetic users.")] = 5_000,
+    events_count: Annotated[int, typer.Option(min=1000, help="Synthetic events.")] = 300_000,
+    k: Annotated[int, typer.Option(min=1, help="Length of each list scored.")] = 10,
+    test_fraction: Annotated[float, typer.Option(min=0.01, max=0.99)] = 0.2,
+    sample_users: Annotated[
+        int | None, typer.Option(min=1, help="Score only this many users (seeded).")
+    ] = None,
+    cold_start: Annotated[
+        bool, typer.Option("--cold-start", help="Hold 10 % of items out of training.")
+    ] = False,
+    output: Annotated[Path | None, typer.Option(help="Write the JSON report here.")] = None,
+    encoder: Encoder = None,
+    home: Home = None,
+    config: ConfigFile = None,
+) -> None:
+    """Replay the last part of a log in time order; score recomatrix and baselines on it."""
+    from recomatrix.evaluation import EvalConfig, evaluate
+    from recomatrix.evaluation.report import comparisons, render_table, write_json
+
+    logging.basicConfig(level=logging.WARNING)
+    if config is not None and not config.exists():
+        raise typer.BadParameter(f"no such file: {config}", param_hint="--config")
+    data = {key: v for key, v in {"encoder": encoder, "home": home}.items() if v is not None}
+    try:
+        settings = load_settings(config, overrides={"data": data})
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from err
+    loader = {
+        "items_path": items_file,
+        "sep": sep,
+        "header": not no_header,
+        "columns": columns.split(",") if columns else None,
+        "min_rating": min_rating,
+    }
+    sizes = {"n_items": items_count, "n_users": users_count, "n_events": events_count}
+    with console.status("loading the evaluation data"):
+        name, world = _eval_world(dataset, interactions, loader, sizes, settings.data.seed)
+    run = EvalConfig(dataset=name, k=k, test_fraction=test_fraction, cold_start=cold_start,
+                     sample_users=sample_users, seed=settings.data.seed)  # fmt: skip
+    columns_shown = (TextColumn("{task.description:<22}"), BarColumn(),
+                     TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn())  # fmt: skip
+    with Progress(*columns_shown, console=console) as progress:
+        report = evaluate(world, config=run, settings=settings, progress=_Bars(progress))
+    Console().print(render_table(report))
+    console.print(", ".join(f"{name} {ratio:.2f}" for name, ratio in comparisons(report).items()))
+    if output is not None:
+        write_json(report, output)
+        console.print(f"wrote {output}")
+
+
 if __name__ == "__main__":
     app()
