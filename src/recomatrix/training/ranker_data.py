@@ -146,7 +146,8 @@ def _row(
         recent_genres=[it.genre for i in recent if (it := catalogue.get(i)) is not None],
         long_term=long_term,
     )
-    state = store.get_items([event.item_id])[0]
-    vector = catalogue.vectors([event.item_id])
+    # The row is about `item` (a sampled negative differs from the event's own item).
+    state = store.get_items([item.item_id])[0]
+    vector = catalogue.vectors([item.item_id])
     row: np.ndarray = build_features(view, [item], [state], vector, now=event.ts)[0]
     return row
