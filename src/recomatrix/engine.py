@@ -22,7 +22,6 @@ from recomatrix.events.base import EventBus
 from recomatrix.features.base import OnlineStore
 from recomatrix.features.offline import Impression, ParquetLog
 from recomatrix.features.state import UserState
-from recomatrix.features.windows import WINDOWS
 from recomatrix.ranking.base import Ranker
 from recomatrix.ranking.features import UserView, build_features
 from recomatrix.retrieval import CandidateSources, Catalogue, ExactIndex, TieredIndex, normalise
@@ -322,7 +321,7 @@ class Engine:
         return {
             "user_id": user_id,
             "known": user.last_ts > 0 or user.long_term is not None,
-            "windows": {w.name: user.windows.get(w.name, now=now) for w in WINDOWS},
+            "windows": user.windows.all(now=now),
             "recent_items": list(user.recent_items),
             "watched": dict(user.watched),
             "skipped": dict(user.skipped),

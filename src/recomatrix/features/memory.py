@@ -94,20 +94,6 @@ class MemoryOnlineStore:
         with self._lock:
             return heapq.nlargest(k, self._trending.items(), key=lambda kv: kv[1])
 
-    def trending_items(self) -> list[ItemId]:
-        """Every item currently in the trending table (for periodic re-scoring)."""
-        with self._lock:
-            return list(self._trending)
-
-    def stats(self) -> dict[str, int]:
-        """Sizes, for /metrics and the demo summary."""
-        with self._lock:
-            return {
-                "users": len(self._users),
-                "items": len(self._items),
-                "trending": len(self._trending),
-            }
-
 
 def _remember(seen: OrderedDict[Any, None], keys: Iterable[Any], limit: int) -> None:
     for key in keys:
