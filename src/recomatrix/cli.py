@@ -303,5 +303,67 @@ def eval_(
         console.print(f"wrote {output}")
 
 
+def _int_list(value: str, option: str) -> tuple[int, ...]:
+    try:
+        numbers = tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        numbers = ()
+    if not numbers or min(numbers) < 1:
+        raise typer.BadParameter(f"expected positive integers separated by commas, got {value!r}",
+                                 param_hint=option)  # fmt: skip
+    return numbers
+
+
+@app.command()
+def bench(
+    items: Annotated[int, typer.Option(min=1000, help="Items in the scale world.")] = 1_000_000,
+    users: Annotated[int, typer.Option(min=100, help="Users in the scale world.")] = 1_000_000,
+    requests: Annotated[int, typer.Option(min=10, help="In-process requests timed.")] = 10_000,
+    http_requests: Annotated[int, typer.Option(min=10, help="Requests per HTTP level.")] = 2_000,
+    concurrency: Annotated[str, typer.Option(help="HTTP concurrency levels.")] = "1,4,16,64",
+    probes: Annotated[int, typer.Option(min=1, help="Freshness probes of each kind.")] = 50,
+    scaling: Annotated[str, typer.Option(help="Catalogue sizes of the scaling curve.")] = (
+        "10000,100000,1000000"
+    ),
+    peers: Annotated[
+        str,
+        typer.Option(
+            help="ANN indexes compared (usearch-f32,usearch-i8,hnswlib,faiss-hnsw,"
+            "exact), or 'none'."
+        ),
+    ] = "usearch-f32,usearch-i8,hnswlib,faiss-hnsw,exact",
+    output: Annotated[Path | None, typer.Option(help="Write the JSON report here.")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Write the scaling plot (PNG) here.")] = None,
+) -> None:
+    """Benchmark the whole engine at scale (1M items x 1M users by default) in one run."""
+    from rich.table import Table
+
+    from recomatrix.bench.peers import BUILDERS
+    from recomatrix.bench.suite import SuiteOptions, run_suite, summary_rows
+
+    chosen = () if peers == "none" else tuple(p for p in peers.split(",") if p)
+    unknown = sorted(set(chosen) - {*BUILDERS, "exact"})
+    if unknown:
+        raise typer.BadParameter(f"unknown index {unknown[0]!r}; use: "
+                                 f"{', '.join([*BUILDERS, 'exact'])} or none",
+                                 param_hint="--peers")  # fmt: skip
+    options = SuiteOptions(
+        items=items, users=users, requests=requests, http_requests=http_requests,
+        concurrency=_int_list(concurrency, "--concurrency"), freshness_probes=probes,
+        scaling=_int_list(scaling, "--scaling"), peers=chosen, plot=plot,
+    )  # fmt: skip
+    report = run_suite(options, log=lambda line: console.print(line, highlight=False))
+    table = Table("measure", "value", title="recomatrix bench")
+    for name, value in summary_rows(report):
+        table.add_row(name, value)
+    Console().print(table)
+    if output is not None:
+        import json
+
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(report, indent=2) + "\n")
+        console.print(f"wrote {output}")
+
+
 if __name__ == "__main__":
     app()

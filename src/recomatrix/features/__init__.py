@@ -7,6 +7,7 @@ from collections.abc import Callable
 from recomatrix.backends import open_by_url
 from recomatrix.features.base import ItemCount, OnlineStore
 from recomatrix.features.memory import MemoryOnlineStore
+from recomatrix.features.profiles import UserProfiles
 from recomatrix.features.state import ItemState, ItemStats, SessionVector, UserState
 from recomatrix.features.windows import WINDOWS, Window, WindowCounts
 
@@ -39,6 +40,7 @@ __all__ = [
     "MemoryOnlineStore",
     "OnlineStore",
     "SessionVector",
+    "UserProfiles",
     "UserState",
     "Window",
     "WindowCounts",

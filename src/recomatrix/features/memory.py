@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from recomatrix.features.base import ItemCount
+from recomatrix.features.profiles import UserProfiles
 from recomatrix.features.state import ENGAGED, ItemState, UserState
 from recomatrix.types import ItemId, UserId
 
@@ -22,9 +23,13 @@ class MemoryOnlineStore:
     so a reader keeps a consistent snapshot (copy-on-write).
     """
 
-    def __init__(self, *, max_event_ids: int = 2_000_000) -> None:
+    def __init__(
+        self, *, max_event_ids: int = 2_000_000, profiles: UserProfiles | None = None
+    ) -> None:
         self._lock = threading.Lock()
         self._users: dict[UserId, UserState] = {}
+        # Trained profiles of users without live state (read-only; see features/profiles.py).
+        self._profiles = profiles
         self._items: dict[ItemId, ItemState] = {}
         self._trending: dict[ItemId, float] = {}
         self._seen: OrderedDict[str, None] = OrderedDict()
@@ -39,7 +44,12 @@ class MemoryOnlineStore:
 
     def get_users(self, user_ids: Sequence[UserId]) -> list[UserState | None]:
         with self._lock:
-            return [self._users.get(u) for u in user_ids]
+            found = [self._users.get(u) for u in user_ids]
+        if self._profiles is not None:
+            profiles = self._profiles
+            pairs = zip(found, user_ids, strict=True)
+            found = [s if s is not None else profiles.get(u) for s, u in pairs]
+        return found
 
     def put_users(self, states: Sequence[UserState], *, applied_events: Sequence[str] = ()) -> None:
         with self._lock:

@@ -1,19 +1,30 @@
-"""Ranking: the DCN-v2 model, its training and ONNX export, and the ONNX Runtime scorer."""
+"""Ranking: the DCN-v2 model, its training and ONNX export, and the ONNX Runtime scorer.
+
+Serving needs only the scorer (ONNX Runtime); the model and its training load torch, which
+costs ~250 MB of memory and a second of start-up, so they are imported on first use.
+"""
+
+from typing import Any
 
 from recomatrix.ranking.base import TASK_NAMES, Ranker, Scores
-from recomatrix.ranking.model import DCNConfig, DCNv2
 from recomatrix.ranking.scorer import OnnxScorer
-from recomatrix.ranking.train import TrainedRanker, load_trained, roc_auc, train_ranker
 
-__all__ = [
-    "TASK_NAMES",
-    "DCNConfig",
-    "DCNv2",
-    "OnnxScorer",
-    "Ranker",
-    "Scores",
-    "TrainedRanker",
-    "load_trained",
-    "roc_auc",
-    "train_ranker",
-]
+_TRAINING = {
+    "DCNConfig": "model",
+    "DCNv2": "model",
+    "TrainedRanker": "train",
+    "load_trained": "train",
+    "roc_auc": "train",
+    "train_ranker": "train",
+}
+
+__all__ = ["TASK_NAMES", "OnnxScorer", "Ranker", "Scores", *_TRAINING]
+
+
+def __getattr__(name: str) -> Any:
+    module = _TRAINING.get(name)
+    if module is None:
+        raise AttributeError(f"module 'recomatrix.ranking' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"recomatrix.ranking.{module}"), name)

@@ -39,8 +39,10 @@ class HnswIndex:
         expansion_search: int = 96,
         path: Path | None = None,
         view: bool = False,
+        threads: int = 2,
     ) -> None:
         self.ndim = ndim
+        self.threads = threads  # for adds (bulk builds); a search uses one thread
         self._index = Index(
             ndim=ndim,
             metric="cos",
@@ -60,7 +62,7 @@ class HnswIndex:
         present = np.array([int(k) in self._index for k in keys.tolist()], dtype=bool)
         if present.any():
             self._index.remove(keys[present])
-        self._index.add(keys, normalise(vectors), threads=2)
+        self._index.add(keys, normalise(vectors), threads=self.threads)
 
     def remove(self, keys: np.ndarray) -> None:
         for key in np.asarray(keys, dtype=np.uint64).tolist():

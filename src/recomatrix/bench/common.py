@@ -1,0 +1,64 @@
+"""Small helpers every benchmark shares: percentiles, memory, machine and library versions."""
+
+from __future__ import annotations
+
+import os
+import platform
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+
+def percentiles(samples_ms: Iterable[float], *, digits: int = 4) -> dict[str, float]:
+    """p50/p99/p99.9 and mean of latencies in milliseconds."""
+    values = np.fromiter(samples_ms, dtype=np.float64)
+    if len(values) == 0:
+        return {"p50": float("nan"), "p99": float("nan"), "p999": float("nan")}
+    return {
+        "p50": round(float(np.percentile(values, 50)), digits),
+        "p99": round(float(np.percentile(values, 99)), digits),
+        "p999": round(float(np.percentile(values, 99.9)), digits),
+        "mean": round(float(values.mean()), digits),
+    }
+
+
+def rss_mb(pid: int | str = "self") -> float:
+    """Resident memory of a process now, in MiB (Linux /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def machine() -> dict[str, object]:
+    """CPU model, cores and memory of this machine, and the Python version."""
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    memory_gb = float("nan")
+    meminfo = Path("/proc/meminfo")
+    if meminfo.exists():
+        memory_gb = round(int(meminfo.read_text().split()[1]) / 1024**2, 1)
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gb": memory_gb,
+        "python": platform.python_version(),
+        "os": platform.platform(),
+    }
+
+
+def versions(*modules: str) -> dict[str, str]:
+    """`__version__` of each module that imports, "n/a" for the others."""
+    out = {}
+    for name in modules:
+        try:
+            out[name] = str(__import__(name).__version__)
+        except (ImportError, AttributeError):
+            out[name] = "n/a"
+    return out

@@ -1,0 +1,64 @@
+"""Trained user profiles held as columns: what a batch job knows about every user.
+
+A platform with a million users has live state (windows, session, watched map) for the
+few thousand active now, and a trained profile (long-term vector, history) for everyone.
+Keeping a million `UserState` objects costs over 1 KB each; this table keeps a profile in
+~4 bytes per dimension plus 4 per history item, and makes a `UserState` only when one is
+read. `MemoryOnlineStore(profiles=...)` serves it for users without live state; the first
+event of such a user stores a live state built from the profile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from recomatrix.features.state import UserState
+from recomatrix.types import ItemId, UserId
+
+
+class UserProfiles:
+    """Row u: `user_ids[u]`, `vectors[u]`, history `item_ids[history[indptr[u]:indptr[u+1]]]`."""
+
+    def __init__(
+        self,
+        *,
+        user_ids: Sequence[UserId],
+        vectors: npt.NDArray[np.float32],
+        indptr: npt.NDArray[np.int64],
+        history: npt.NDArray[np.int32],
+        item_ids: Sequence[ItemId],
+    ) -> None:
+        if not len(user_ids) == len(vectors) == len(indptr) - 1:
+            raise ValueError(
+                f"profiles: {len(user_ids)} users, {len(vectors)} vectors and "
+                f"{len(indptr) - 1} histories must be the same number"
+            )
+        if len(history) and (history.min() < 0 or history.max() >= len(item_ids)):
+            raise ValueError("profiles: a history entry is not a row of item_ids")
+        self._row = {u: r for r, u in enumerate(user_ids)}
+        self._vectors, self._indptr, self._history = vectors, indptr, history
+        self._item_ids = item_ids
+
+    def get(self, user_id: UserId) -> UserState | None:
+        """A fresh `UserState` holding the profile (the caller may mutate it), or None."""
+        row = self._row.get(user_id)
+        if row is None:
+            return None
+        items = self._history[self._indptr[row] : self._indptr[row + 1]]
+        return UserState(
+            user_id,
+            long_term=self._vectors[row],
+            history=[self._item_ids[i] for i in items.tolist()],
+        )
+
+    def __len__(self) -> int:
+        return len(self._row)
+
+    def __contains__(self, user_id: object) -> bool:
+        return user_id in self._row
+
+
+__all__ = ["UserProfiles"]
