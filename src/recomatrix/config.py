@@ -28,6 +28,11 @@ class ServerSettings:
     max_body_bytes: int = 16 * 1024 * 1024  # larger request bodies get 413 before parsing
     max_events_per_batch: int = 10_000  # larger event batches get 422
     max_text_chars: int = 20_000  # longest accepted item description
+    # Bearer keys for writes and /admin; RECOMATRIX_API_KEYS (comma-separated) adds more.
+    # None at all: writes are open on a loopback host and refused (401) on any other.
+    api_keys: tuple[str, ...] = field(default=(), repr=False)  # never printed with settings
+    protect_reads: bool = False  # reads (recommendations, items, features) need a key too
+    cors_origins: tuple[str, ...] = ()  # browser origins allowed to call the API; () = no CORS
 
 
 @dataclass(frozen=True, slots=True)

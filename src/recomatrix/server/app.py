@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from datetime import datetime
@@ -9,13 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from recomatrix.config import ServerSettings
 from recomatrix.engine import Engine
+from recomatrix.server.auth import api_key_auth, cors_origins
 from recomatrix.server.limits import BodySizeLimit
 from recomatrix.server.schemas import EventBatch, ItemIn
 from recomatrix.types import Candidate, Event, Item
@@ -75,16 +79,27 @@ def _page(name: str) -> HTMLResponse:
     return HTMLResponse((STATIC_DIR / name).read_text(encoding="utf-8"))
 
 
-def create_app(engine: Engine) -> FastAPI:
-    """The FastAPI application serving `engine`."""
-    limits = engine.settings.server
+def create_app(engine: Engine, *, server: ServerSettings | None = None) -> FastAPI:
+    """The FastAPI application serving `engine` (with `server` settings, default the engine's)."""
+    limits = server if server is not None else engine.settings.server
+    auth = api_key_auth(limits, os.environ)
+    writes = [Depends(auth)]
+    reads = writes if limits.protect_reads else []
     app = FastAPI(
         title="recomatrix",
         version="0.1.0",
         description="Real-time two-stage recommendations.",
         default_response_class=ORJSONResponse,
+        dependencies=[Depends(auth.under_admin)],
     )
     app.add_middleware(BodySizeLimit, max_bytes=limits.max_body_bytes)
+    if limits.cors_origins:  # added last, so outermost: 401 and 413 answers carry CORS too
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=cors_origins(limits),
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     def title(item_id: str) -> str:
@@ -99,7 +114,7 @@ def create_app(engine: Engine) -> FastAPI:
         ]
         return ORJSONResponse({"detail": errors}, status_code=422)
 
-    @app.get("/v1/recommendations/{user_id}")
+    @app.get("/v1/recommendations/{user_id}", dependencies=reads)
     def recommendations(
         user_id: str,
         n: int = Query(20, ge=1, le=200),
@@ -120,7 +135,7 @@ def create_app(engine: Engine) -> FastAPI:
             }
         )
 
-    @app.post("/v1/events", status_code=202)
+    @app.post("/v1/events", status_code=202, dependencies=writes)
     def post_events(batch: EventBatch) -> ORJSONResponse:
         if len(batch.events) > limits.max_events_per_batch:
             return field_error(
@@ -153,7 +168,7 @@ def create_app(engine: Engine) -> FastAPI:
                                   headers={"Retry-After": "1"})  # fmt: skip
         return ORJSONResponse({"accepted": accepted}, status_code=202)
 
-    @app.post("/v1/items", status_code=201)
+    @app.post("/v1/items", status_code=201, dependencies=writes)
     def post_item(body: ItemIn) -> ORJSONResponse:
         if len(body.description) > limits.max_text_chars:
             return field_error(
@@ -178,20 +193,20 @@ def create_app(engine: Engine) -> FastAPI:
             status_code=200 if replaced else 201,
         )
 
-    @app.get("/v1/items/{item_id}")
+    @app.get("/v1/items/{item_id}", dependencies=reads)
     def get_item(item_id: str) -> ORJSONResponse:
         item = engine.catalogue.get(item_id)
         if item is None:
             return field_error(404, ["path", "item_id"], f"no item {item_id!r}")
         return ORJSONResponse(_item_json(item))
 
-    @app.delete("/v1/items/{item_id}")
+    @app.delete("/v1/items/{item_id}", dependencies=writes)
     def delete_item(item_id: str) -> Response:
         if not engine.delete_item(item_id):
             return field_error(404, ["path", "item_id"], f"no item {item_id!r}")
         return Response(status_code=204)
 
-    @app.get("/v1/items/{item_id}/similar")
+    @app.get("/v1/items/{item_id}/similar", dependencies=reads)
     def similar(item_id: str, n: int = Query(10, ge=1, le=200)) -> ORJSONResponse:
         found = engine.similar(item_id, n=n)
         if found is None:
@@ -203,7 +218,7 @@ def create_app(engine: Engine) -> FastAPI:
             }
         )
 
-    @app.get("/v1/trending")
+    @app.get("/v1/trending", dependencies=reads)
     def trending(n: int = Query(20, ge=1, le=200)) -> ORJSONResponse:
         top = [(engine.catalogue.get(i), score) for i, score in engine.store.top_trending(n)]
         items = [
@@ -214,7 +229,7 @@ def create_app(engine: Engine) -> FastAPI:
         ]  # fmt: skip
         return ORJSONResponse({"items": items})
 
-    @app.get("/v1/users/{user_id}/features")
+    @app.get("/v1/users/{user_id}/features", dependencies=reads)
     def user_features(user_id: str) -> ORJSONResponse:
         return ORJSONResponse(engine.user_features(user_id))
 

@@ -1,11 +1,15 @@
-"""Request bodies of the HTTP API, validated at the edge with messages that name the field."""
+"""Request bodies of the HTTP API, validated at the edge with messages that name the field.
+
+Bodies are strict: a JSON value of the wrong type (`"sponsored": 0`, `"watch_seconds": "5"`)
+is a 422, not silently coerced, so what the OpenAPI schema promises is what is accepted.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, StringConstraints
 
 from recomatrix.types import EventType
 
@@ -20,12 +24,27 @@ def _epoch_seconds(value: float | datetime) -> float:
     return seconds
 
 
-# Epoch seconds or an ISO-8601 time; validated to epoch seconds in 1970..2100.
-Timestamp = Annotated[float | datetime, AfterValidator(_epoch_seconds)]
+def _encodable(text: str) -> str:
+    # JSON may carry lone surrogates ("\ud800"); they cannot be stored, encoded or answered.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text: lone surrogates are not allowed") from None
+    return text
+
+
+# Free text of any length (the handler enforces the configured limit with its own message).
+Text = Annotated[str, AfterValidator(_encodable)]
+
+# Epoch seconds or an ISO-8601 time; validated to epoch seconds in 1970..2100. The datetime
+# side stays lax: JSON has no time type, so it must be parsed from the string.
+Timestamp = Annotated[float | Annotated[datetime, Strict(False)], AfterValidator(_epoch_seconds)]
+# Strict and closed: wrong JSON types and unknown fields are named, never guessed at.
+BODY = ConfigDict(extra="forbid", strict=True)
 
 
 class EventIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = BODY
 
     event_id: Id | None = Field(
         None, description="Idempotency key: the same id is applied once. Generated if absent."
@@ -41,17 +60,17 @@ class EventIn(BaseModel):
 
 
 class EventBatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = BODY
 
     events: list[EventIn] = Field(min_length=1)
 
 
 class ItemIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = BODY
 
     item_id: Id
     title: Annotated[str, StringConstraints(min_length=1, max_length=500, strip_whitespace=True)]
-    description: str = ""
+    description: Text = ""
     tags: list[Label] = Field(default_factory=list, max_length=50)
     genres: list[Label] = Field(default_factory=list, max_length=10)
     creator_id: Annotated[str, StringConstraints(max_length=128, strip_whitespace=True)] = ""
