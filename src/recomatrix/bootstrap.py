@@ -24,12 +24,13 @@ from recomatrix.engine import Engine, Models
 from recomatrix.events import open_bus
 from recomatrix.features import MemoryOnlineStore
 from recomatrix.features.offline import ParquetLog
-from recomatrix.ranking import OnnxScorer, train_ranker
+from recomatrix.ranking import OnnxScorer
 from recomatrix.ranking.features import FEATURE_NAMES
+from recomatrix.ranking.train import train_ranker
 from recomatrix.retrieval import Catalogue, ExactIndex, HnswIndex, TieredIndex
 from recomatrix.stream.processor import StreamProcessor
 from recomatrix.training.ranker_data import replay_with_rows
-from recomatrix.training.registry import new_version_dir
+from recomatrix.training.registry import new_version_dir, write_metadata
 from recomatrix.training.two_tower import TwoTowerModel, train_two_tower
 from recomatrix.types import Event, Item
 
@@ -122,6 +123,8 @@ def build_engine(
         )  # fmt: skip
         trained.save(version_dir / "ranker")
         tower.save(version_dir / "two_tower")
+        write_metadata(version_dir, settings=settings, events=world.events,
+                       two_tower_metrics=tower.metrics, ranker_metrics=trained.metrics)  # fmt: skip
         scorer = OnnxScorer(
             model_path=version_dir / "ranker" / "model.onnx",
             feature_names=FEATURE_NAMES,
