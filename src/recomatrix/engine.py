@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -134,17 +135,14 @@ class Engine:
         items = [self.catalogue.get(i) for i in ids]
         live = [(c, it) for c, it in zip(candidates, items, strict=True) if it is not None]
         candidates, known = [c for c, _ in live], [it for _, it in live]
-        for candidate, item in live:
-            candidate.created_at = item.created_at
         states = self.store.get_items([c.item_id for c in candidates])
         recent = user.recent_items[:20] if user else []
         view = UserView.of(
             user, now=now, query=query, session=session, long_term=long_term,
             recent_genres=[it.genre for i in recent if (it := self.catalogue.get(i)) is not None],
         )  # fmt: skip
-        features = build_features(
-            view, known, states, self.catalogue.vectors([c.item_id for c in candidates]), now=now
-        )
+        vectors = self.catalogue.vectors_at(np.fromiter((c.key for c in candidates), np.int64))
+        features = build_features(view, known, states, vectors, now=now)
         clock.lap("enrich")
 
         scores = models.ranker.score(features)
@@ -334,6 +332,25 @@ class Engine:
         self.models = models
         metrics.MODEL_INFO.clear()
         metrics.MODEL_INFO.labels(version=models.version).set(1)
+
+    def reload_models(self, version_dir: Path | None = None) -> str:
+        """Serve a saved version (default: the newest complete one) from the next request on.
+
+        New items keep being embedded with the current content encoder and genre list.
+        Returns the version now served; ValueError for an unknown or incomplete version,
+        and the served models are then unchanged.
+        """
+        # Imported here: the registry loads torch, which answering requests never needs.
+        from recomatrix.training import registry
+
+        root = self.settings.data.home / "models"
+        chosen = version_dir if version_dir is not None else registry.latest_version_dir(root)
+        if chosen is None:
+            raise ValueError(f"no complete model version under {root}: run `recomatrix train`")
+        encoder, genres = registry.embedder_inputs(self.models)
+        models = registry.load_models(chosen, encoder=encoder, genres=genres)
+        self.swap_models(models)
+        return models.version
 
     # -- lifecycle ---------------------------------------------------------------------
 

@@ -81,6 +81,7 @@ class Candidate:
     creator_id: str = ""
     sponsored: bool = False
     created_at: float = float("-inf")  # publication time; -inf when unknown (never fresh)
+    key: int = -1  # the catalogue's integer key (row of its vector matrix); -1 when unknown
     explain: dict[str, float] = field(default_factory=dict)
 
 

@@ -86,7 +86,9 @@ def test_clicks_on_one_genre_make_it_rise_within_a_second(http: httpx.Client, wo
     features = http.get(f"/v1/users/{user}/features").json()
     assert features["session_vector_norm"] > 0
     after = genres(recs(http, user))
-    assert after[genre] > before.get(genre, 0) and after[genre] >= 5
+    # A genre with ~5 % of the catalogue (about 1 of 20 by chance) and at most 2 adjacent by
+    # the rules: 4 of 20 is a 4x lift. The exact count moves with training details (4-6).
+    assert after[genre] >= before.get(genre, 0) + 3 and after[genre] >= 4
 
 
 def test_skips_make_a_genre_fall(http: httpx.Client, world: World) -> None:

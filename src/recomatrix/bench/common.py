@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import platform
 from collections.abc import Iterable
@@ -29,6 +30,21 @@ def rss_mb(pid: int | str = "self") -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def release_free_memory() -> None:
+    """Hand memory that was freed but kept by the C allocator back to the OS (glibc).
+
+    Start-up builds large temporary arrays; glibc keeps much of the freed heap for reuse,
+    which RSS then counts. A server would do the same once after start-up.
+    """
+    import ctypes
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
 
 
 def machine() -> dict[str, object]:

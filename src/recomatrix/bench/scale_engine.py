@@ -13,7 +13,8 @@ production API process would not, so its memory is what serving costs.
 
 from __future__ import annotations
 
-import multiprocessing
+import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,6 +33,12 @@ from recomatrix.ranking import OnnxScorer
 from recomatrix.ranking.features import FEATURE_NAMES
 from recomatrix.retrieval import Catalogue, ExactIndex, HnswIndex, TieredIndex, normalise
 from recomatrix.types import Item
+
+_TRAIN = (
+    "import sys; from pathlib import Path; "
+    "from recomatrix.bench.scale_engine import train_synthetic_ranker; "
+    "train_synthetic_ranker(Path(sys.argv[1]))"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,10 +95,9 @@ def build_scale_engine(
     seconds: dict[str, float] = {}
     started = time.perf_counter()
     ranker_dir = home / "models" / "scale-ranker"
-    child = multiprocessing.get_context("spawn").Process(
-        target=train_synthetic_ranker, args=(ranker_dir,)
+    child = subprocess.Popen(  # trains while this process indexes
+        [sys.executable, "-c", _TRAIN, str(ranker_dir)], stdout=subprocess.DEVNULL
     )
-    child.start()  # trains while this process indexes
 
     dim = settings.retrieval.dim
     catalogue = Catalogue(ndim=dim, capacity=world.n_items + 4096)
@@ -124,9 +130,8 @@ def build_scale_engine(
     store = MemoryOnlineStore(profiles=profiles)
     seconds["profiles"] = time.perf_counter() - mark
 
-    child.join()
-    if child.exitcode != 0:
-        raise RuntimeError(f"training the benchmark ranker failed (exit {child.exitcode})")
+    if child.wait() != 0:
+        raise RuntimeError(f"training the benchmark ranker failed (exit {child.returncode})")
     models = Models(
         version="scale-bench",
         ranker=OnnxScorer(

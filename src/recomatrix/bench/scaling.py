@@ -23,9 +23,9 @@ def point(engine: Engine, world: ScaleWorld, *, requests: int) -> dict[str, Any]
     users = [world.user_id(u) for u in range(min(world.n_users, 50_000))]
     items = [world.item_id(i) for i in range(0, world.n_items, max(1, world.n_items // 10_000))]
     mix = request_mix(engine, users=users, items=items, n=requests, warmup=50)
-    queries = world.user_vectors[: min(300, world.n_users)]
+    queries = world.user_vectors[: min(300, world.n_users)].astype(np.float32)
     hnsw, exact = [], []
-    vectors = world.item_vectors
+    vectors = world.item_vectors.astype(np.float32)  # exact search in full precision
     for q in queries:
         started = time.perf_counter()
         engine.index.search(q, 100)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -43,7 +44,9 @@ class ScaleWorld:
     item_creator: I64
     item_created_at: npt.NDArray[np.float64]
     item_popularity: npt.NDArray[np.float64]  # sampling weights, sum 1
-    user_vectors: F32  # (n_users, dim), unit rows: the trained long-term vectors
+    # (n_users, dim), unit rows: the trained long-term vectors, stored at half precision
+    # (a query vector needs no more; it halves the largest array of the world).
+    user_vectors: npt.NDArray[np.float16]
     history_indptr: I64  # CSR: user u's history is history_items[indptr[u]:indptr[u + 1]]
     history_items: npt.NDArray[np.int32]
     cluster_centres: F32  # (CLUSTERS, dim), unit rows: where a new item of a cluster lands
@@ -128,7 +131,7 @@ def generate_scale_world(
     created_at = np.floor(end_ts - age)
 
     favourite = rng.choice(CLUSTERS, size=n_users, p=weights)
-    user_vectors = _embed(rng, latent_centres[favourite], projection, spread=0.7)
+    user_vectors = _embed(rng, latent_centres[favourite], projection, spread=0.7, dtype=np.float16)
     indptr, history = _histories(rng, favourite, cluster, popularity)
     centres = _embed(rng, latent_centres, projection, spread=0.0)
     return ScaleWorld(
@@ -147,11 +150,12 @@ def generate_scale_world(
 
 
 def _embed(
-    rng: np.random.Generator, latent: F32, projection: F32, *, spread: float, chunk: int = 250_000
-) -> F32:
+    rng: np.random.Generator, latent: F32, projection: F32, *, spread: float,
+    chunk: int = 250_000, dtype: type[np.floating[Any]] = np.float32,
+) -> Any:  # fmt: skip
     """Latent points plus Gaussian spread, projected to `dim` with a little noise, unit rows."""
     dim = projection.shape[1]
-    out = np.empty((len(latent), dim), dtype=np.float32)
+    out = np.empty((len(latent), dim), dtype=dtype)
     for start in range(0, len(latent), chunk):
         part = latent[start : start + chunk]
         noisy = part + spread * rng.normal(size=part.shape).astype(np.float32)

@@ -32,6 +32,7 @@ class MemoryOnlineStore:
         self._profiles = profiles
         self._items: dict[ItemId, ItemState] = {}
         self._trending: dict[ItemId, float] = {}
+        self._top: tuple[int, list[tuple[ItemId, float]]] | None = None  # (k, top k) cache
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._counted: OrderedDict[tuple[str, ItemId], None] = OrderedDict()
         self._max_event_ids = max_event_ids
@@ -91,9 +92,11 @@ class MemoryOnlineStore:
             for item_id in item_ids:
                 self._items.pop(item_id, None)
                 self._trending.pop(item_id, None)
+            self._top = None
 
     def set_trending(self, scores: Mapping[ItemId, float]) -> None:
         with self._lock:
+            self._top = None
             for item_id, score in scores.items():
                 if score > 0:
                     self._trending[item_id] = score
@@ -101,8 +104,17 @@ class MemoryOnlineStore:
                     self._trending.pop(item_id, None)
 
     def top_trending(self, k: int) -> list[tuple[ItemId, float]]:
+        # Every request asks and the table changes only when events arrive: keep the last
+        # answer until the next write (a heap over thousands of items per request otherwise).
         with self._lock:
-            return heapq.nlargest(k, self._trending.items(), key=lambda kv: kv[1])
+            top = self._top
+            if top is None or top[0] < k:
+                top = self._top = (k, heapq.nlargest(k, self._trending.items(), key=_score))
+            return top[1][:k]
+
+
+def _score(entry: tuple[ItemId, float]) -> float:
+    return entry[1]
 
 
 def _remember(seen: OrderedDict[Any, None], keys: Iterable[Any], limit: int) -> None:

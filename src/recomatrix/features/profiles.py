@@ -3,9 +3,9 @@
 A platform with a million users has live state (windows, session, watched map) for the
 few thousand active now, and a trained profile (long-term vector, history) for everyone.
 Keeping a million `UserState` objects costs over 1 KB each; this table keeps a profile in
-~4 bytes per dimension plus 4 per history item, and makes a `UserState` only when one is
-read. `MemoryOnlineStore(profiles=...)` serves it for users without live state; the first
-event of such a user stores a live state built from the profile.
+2-4 bytes per dimension (float16 or float32) plus 4 per history item, and makes a
+`UserState` only when one is read. `MemoryOnlineStore(profiles=...)` serves it for users
+without live state; the first event of such a user stores a live state built from it.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ class UserProfiles:
         self,
         *,
         user_ids: Sequence[UserId],
-        vectors: npt.NDArray[np.float32],
+        vectors: npt.NDArray[np.float32] | npt.NDArray[np.float16],
         indptr: npt.NDArray[np.int64],
         history: npt.NDArray[np.int32],
         item_ids: Sequence[ItemId],
@@ -50,7 +50,7 @@ class UserProfiles:
         items = self._history[self._indptr[row] : self._indptr[row + 1]]
         return UserState(
             user_id,
-            long_term=self._vectors[row],
+            long_term=self._vectors[row].astype(np.float32),
             history=[self._item_ids[i] for i in items.tolist()],
         )
 

@@ -69,22 +69,19 @@ class CandidateSources:
         for key, similarity in index.search(query, k).row(0):
             item_id = self.catalogue.item_id(key)
             if item_id is not None and item_id not in merged:
-                merged[item_id] = self._candidate(item_id, source, similarity)
+                merged[item_id] = self._candidate(item_id, source, similarity, key)
 
     def _add_ids(
         self, merged: dict[ItemId, Candidate], source: str, item_ids: Sequence[ItemId | None]
     ) -> None:
         for item_id in item_ids:
             if item_id is not None and item_id not in merged and item_id in self.catalogue:
-                merged[item_id] = self._candidate(item_id, source, 0.0)
+                key = self.catalogue.key(item_id)
+                merged[item_id] = self._candidate(item_id, source, 0.0, -1 if key is None else key)
 
-    def _candidate(self, item_id: ItemId, source: str, similarity: float) -> Candidate:
+    def _candidate(self, item_id: ItemId, source: str, similarity: float, key: int) -> Candidate:
         item = self.catalogue.get(item_id)
-        return Candidate(
-            item_id=item_id,
-            source=source,
-            retrieval_score=similarity,
-            genre=item.genre if item else "",
-            creator_id=item.creator_id if item else "",
-            sponsored=item.sponsored if item else False,
-        )
+        if item is None:
+            return Candidate(item_id, source, similarity, key=key)
+        return Candidate(item_id, source, similarity, 0.0, item.genre, item.creator_id,
+                         item.sponsored, item.created_at, key)  # fmt: skip
