@@ -334,6 +334,9 @@ def bench(
     ] = "usearch-f32,usearch-i8,hnswlib,faiss-hnsw,exact",
     output: Annotated[Path | None, typer.Option(help="Write the JSON report here.")] = None,
     plot: Annotated[Path | None, typer.Option(help="Write the scaling plot (PNG) here.")] = None,
+    index_cache: Annotated[
+        Path | None, typer.Option(help="Folder to keep the built index in and reuse it from.")
+    ] = None,
 ) -> None:
     """Benchmark the whole engine at scale (1M items x 1M users by default) in one run."""
     from rich.table import Table
@@ -350,7 +353,7 @@ def bench(
     options = SuiteOptions(
         items=items, users=users, requests=requests, http_requests=http_requests,
         concurrency=_int_list(concurrency, "--concurrency"), freshness_probes=probes,
-        scaling=_int_list(scaling, "--scaling"), peers=chosen, plot=plot,
+        scaling=_int_list(scaling, "--scaling"), peers=chosen, plot=plot, index_cache=index_cache,
     )  # fmt: skip
     report = run_suite(options, log=lambda line: console.print(line, highlight=False))
     table = Table("measure", "value", title="recomatrix bench")

@@ -334,11 +334,14 @@ class Engine:
         metrics.MODEL_INFO.labels(version=models.version).set(1)
 
     def reload_models(self, version_dir: Path | None = None) -> str:
-        """Serve a saved version (default: the newest complete one) from the next request on.
+        """Serve a saved version's ranker (default: the newest complete version) from the
+        next request on; requests in flight finish on the models they started with.
 
-        New items keep being embedded with the current content encoder and genre list.
-        Returns the version now served; ValueError for an unknown or incomplete version,
-        and the served models are then unchanged.
+        The retrieval towers stay those the index was built with: the catalogue's vectors
+        and users' long-term vectors live in that tower's space, and a new tower's vectors
+        would not be comparable until everything is re-embedded and re-indexed (a restart
+        or `recomatrix train` + `serve`). Returns the version now served; ValueError for an
+        unknown or incomplete version, and the served models are then unchanged.
         """
         # Imported here: the registry loads torch, which answering requests never needs.
         from recomatrix.training import registry
@@ -348,9 +351,12 @@ class Engine:
         if chosen is None:
             raise ValueError(f"no complete model version under {root}: run `recomatrix train`")
         encoder, genres = registry.embedder_inputs(self.models)
-        models = registry.load_models(chosen, encoder=encoder, genres=genres)
-        self.swap_models(models)
-        return models.version
+        loaded = registry.load_models(chosen, encoder=encoder, genres=genres)
+        current = self.models
+        self.swap_models(
+            Models(loaded.version, loaded.ranker, current.embed_items, current.embed_user)
+        )
+        return loaded.version
 
     # -- lifecycle ---------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ production API process would not, so its memory is what serving costs.
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 import time
@@ -90,8 +91,13 @@ def build_scale_engine(
     n_live_events: int = 200_000,
     active_users: int = 50_000,
     index_threads: int = 2,
+    index_cache: Path | None = None,
 ) -> ScaleBuild:
-    """Index the world, load the user profiles, replay a live stream, start the engine."""
+    """Index the world, load the user profiles, replay a live stream, start the engine.
+
+    With `index_cache`, the main index of this exact world (size, seed, dimension, graph
+    degree) is loaded from that folder when saved there before, and saved after a build.
+    """
     seconds: dict[str, float] = {}
     started = time.perf_counter()
     ranker_dir = home / "models" / "scale-ranker"
@@ -106,14 +112,28 @@ def build_scale_engine(
     seconds["catalogue"] = time.perf_counter() - started
 
     mark = time.perf_counter()
-    main = HnswIndex(
+    retrieval = settings.retrieval
+    cached = None
+    if index_cache is not None:
+        name = f"scale-{world.n_items}-{world.seed}-{dim}-m{retrieval.hnsw_connectivity}.usearch"
+        cached = index_cache / name
+    hnsw = functools.partial(
+        HnswIndex,
         ndim=dim,
-        connectivity=settings.retrieval.hnsw_connectivity,
-        expansion_search=settings.retrieval.hnsw_expansion_search,
+        connectivity=retrieval.hnsw_connectivity,
+        expansion_search=retrieval.hnsw_expansion_search,
         threads=index_threads,
     )
-    main.add(keys, world.item_vectors)
-    seconds["index"] = time.perf_counter() - mark
+    if cached is not None and cached.exists():
+        main = hnsw(path=cached)
+        seconds["index_loaded"] = time.perf_counter() - mark
+    else:
+        main = hnsw()
+        main.add(keys, world.item_vectors)
+        seconds["index"] = time.perf_counter() - mark
+        if cached is not None:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            main.save(cached)
     fresh = ExactIndex(ndim=dim, capacity=settings.retrieval.fresh_pool)
     newest = np.argsort(world.item_created_at, kind="stable")[-settings.retrieval.fresh_pool :]
     fresh.add(keys[newest], world.item_vectors[newest])

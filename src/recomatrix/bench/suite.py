@@ -57,6 +57,7 @@ class SuiteOptions:
     peers: tuple[str, ...] = (*peers.BUILDERS, "exact")
     peer_queries: int = 1_000
     plot: Path | None = None
+    index_cache: Path | None = None  # reuse the main index of the same world between runs
     seed: int = 11
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -76,7 +77,7 @@ def run_suite(options: SuiteOptions, *, log: Callable[[str], None] = print) -> d
     log(f"world: {options.items:,} items, {options.users:,} users in {report['world_s']} s")
     with tempfile.TemporaryDirectory(prefix="recomatrix-bench-") as tmp:
         home = Path(tmp)
-        built = build_scale_engine(world, settings, home=home)
+        built = build_scale_engine(world, settings, home=home, index_cache=options.index_cache)
         engine = built.engine
         # The catalogue holds the item vectors now (keys are world rows): drop the world's
         # copy, so the memory figure is the engine's, not the generator's.

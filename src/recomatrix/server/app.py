@@ -21,7 +21,7 @@ from recomatrix.config import ServerSettings
 from recomatrix.engine import Engine
 from recomatrix.server.auth import api_key_auth, cors_origins
 from recomatrix.server.limits import BodySizeLimit
-from recomatrix.server.schemas import EventBatch, ItemIn
+from recomatrix.server.schemas import EventBatch, ItemIn, ReloadIn
 from recomatrix.types import Candidate, Event, Item
 
 # The web UI: plain HTML, CSS and JS modules, served as they are (no build step).
@@ -232,6 +232,23 @@ def create_app(engine: Engine, *, server: ServerSettings | None = None) -> FastA
     @app.get("/v1/users/{user_id}/features", dependencies=reads)
     def user_features(user_id: str) -> ORJSONResponse:
         return ORJSONResponse(engine.user_features(user_id))
+
+    @app.post("/admin/models/reload")
+    def reload_models(body: ReloadIn | None = None) -> ORJSONResponse:
+        root = engine.settings.data.home / "models"
+        version_dir = None
+        if body is not None and body.version is not None:
+            if "/" in body.version or "\\" in body.version or body.version.startswith("."):
+                return field_error(422, ["body", "version"], "a version is a folder name")
+            version_dir = root / body.version
+            if not version_dir.is_dir():
+                return field_error(404, ["body", "version"], f"no model version {body.version!r}")
+        previous = engine.models.version
+        try:
+            version = engine.reload_models(version_dir)
+        except ValueError as err:
+            return field_error(422, ["body", "version"], str(err))
+        return ORJSONResponse({"model_version": version, "previous_version": previous})
 
     @app.get("/healthz")
     def healthz() -> ORJSONResponse:

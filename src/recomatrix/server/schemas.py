@@ -76,3 +76,11 @@ class ItemIn(BaseModel):
     creator_id: Annotated[str, StringConstraints(max_length=128, strip_whitespace=True)] = ""
     created_at: Timestamp | None = None
     sponsored: bool = False
+
+
+class ReloadIn(BaseModel):
+    model_config = BODY
+
+    version: Id | None = Field(
+        None, description="A version folder name under <home>/models; default the newest."
+    )
