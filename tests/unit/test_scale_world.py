@@ -85,3 +85,21 @@ def test_live_events_are_time_ordered_with_unique_ids(world) -> None:  # type: i
     assert len({e.event_id for e in events}) == len(events)
     assert {e.type for e in events} >= {"impression", "click", "complete", "skip"}
     assert all(e.ts <= world.end_ts + 60 for e in events)
+
+
+def test_profile_lookup_tells_prefixes_and_unicode_ids_apart() -> None:
+    ids = ["u10", "u1", "ü-1", "u100", "a"]
+    profiles = UserProfiles(
+        user_ids=ids, vectors=np.eye(5, dtype=np.float32),
+        indptr=np.zeros(6, dtype=np.int64), history=np.zeros(0, dtype=np.int32), item_ids=[],
+    )  # fmt: skip
+    for row, user in enumerate(ids):
+        state = profiles.get(user)
+        assert state is not None and state.user_id == user
+        assert np.argmax(state.long_term) == row
+    assert profiles.get("u") is None and profiles.get("u1000") is None and "b" not in profiles
+    assert len(profiles) == 5
+    with pytest.raises(ValueError, match="twice"):
+        UserProfiles(user_ids=["x", "x"], vectors=np.eye(2, dtype=np.float32),
+                     indptr=np.zeros(3, dtype=np.int64), history=np.zeros(0, dtype=np.int32),
+                     item_ids=[])  # fmt: skip

@@ -38,13 +38,21 @@ class UserProfiles:
             )
         if len(history) and (history.min() < 0 or history.max() >= len(item_ids)):
             raise ValueError("profiles: a history entry is not a row of item_ids")
-        self._row = {u: r for r, u in enumerate(user_ids)}
+        # Ids as one sorted fixed-width byte array searched by bisection: a dict of a
+        # million ids costs ~100 MB, this ~10 bytes per id (a lookup takes microseconds).
+        encoded = np.array([u.encode("utf-8") for u in user_ids], dtype=np.bytes_)
+        if any(u.endswith("\x00") for u in user_ids):
+            raise ValueError("profiles: user ids may not end with a NUL character")
+        self._order = np.argsort(encoded, kind="stable")
+        self._sorted = encoded[self._order]
+        if len(encoded) > 1 and (self._sorted[1:] == self._sorted[:-1]).any():
+            raise ValueError("profiles: a user id appears twice")
         self._vectors, self._indptr, self._history = vectors, indptr, history
         self._item_ids = item_ids
 
     def get(self, user_id: UserId) -> UserState | None:
         """A fresh `UserState` holding the profile (the caller may mutate it), or None."""
-        row = self._row.get(user_id)
+        row = self._row(user_id)
         if row is None:
             return None
         items = self._history[self._indptr[row] : self._indptr[row + 1]]
@@ -54,11 +62,18 @@ class UserProfiles:
             history=[self._item_ids[i] for i in items.tolist()],
         )
 
+    def _row(self, user_id: UserId) -> int | None:
+        key = np.bytes_(user_id.encode("utf-8"))
+        at = int(np.searchsorted(self._sorted, key))
+        if at < len(self._sorted) and self._sorted[at] == key:
+            return int(self._order[at])
+        return None
+
     def __len__(self) -> int:
-        return len(self._row)
+        return len(self._sorted)
 
     def __contains__(self, user_id: object) -> bool:
-        return user_id in self._row
+        return isinstance(user_id, str) and self._row(user_id) is not None
 
 
 __all__ = ["UserProfiles"]

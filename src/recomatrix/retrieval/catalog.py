@@ -30,9 +30,10 @@ class Catalogue:
             raise ValueError(f"catalogue dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
         self.ndim = ndim
         self._lock = threading.Lock()
-        self._items: dict[ItemId, Item] = {}
-        self._keys: dict[ItemId, int] = {}
-        self._ids: list[ItemId | None] = []  # key -> item id, None once deleted
+        self._keys: dict[ItemId, int] = {}  # live items only
+        # key -> item record, None once deleted (one list, no second dict by id: a million
+        # items would pay ~40 MB for it).
+        self._records: list[Item | None] = []
         self._vectors = np.zeros((capacity, ndim), dtype=_DTYPES[dtype])
 
     def put(self, items: Sequence[Item], vectors: np.ndarray) -> np.ndarray:
@@ -44,12 +45,13 @@ class Catalogue:
             for i, item in enumerate(items):
                 key = self._keys.get(item.item_id)
                 if key is None:
-                    key = len(self._ids)
-                    self._ids.append(item.item_id)
+                    key = len(self._records)
+                    self._records.append(item)
                     self._keys[item.item_id] = key
-                self._items[item.item_id] = item
+                else:
+                    self._records[key] = item
                 keys[i] = key
-            self._grow(len(self._ids))
+            self._grow(len(self._records))
             self._vectors[keys] = vectors
             return keys
 
@@ -57,20 +59,21 @@ class Catalogue:
         """Forget an item; returns its key (None when unknown)."""
         with self._lock:
             key = self._keys.pop(item_id, None)
-            self._items.pop(item_id, None)
             if key is not None:
-                self._ids[key] = None
+                self._records[key] = None
             return key
 
     def get(self, item_id: ItemId) -> Item | None:
-        return self._items.get(item_id)
+        key = self._keys.get(item_id)
+        return None if key is None else self._records[key]
 
     def key(self, item_id: ItemId) -> int | None:
         return self._keys.get(item_id)
 
     def item_id(self, key: int) -> ItemId | None:
         """The live item behind an index key, None when deleted or unknown."""
-        return self._ids[key] if 0 <= key < len(self._ids) else None
+        record = self._records[key] if 0 <= key < len(self._records) else None
+        return None if record is None else record.item_id
 
     def vectors(self, item_ids: Sequence[ItemId]) -> np.ndarray:
         """Retrieval vectors of live items, in order (zero rows for unknown ids)."""
@@ -94,18 +97,18 @@ class Catalogue:
     def matrix(self) -> np.ndarray:
         """Row k is the stored vector of key k (deleted keys keep their last vector), in the
         storage precision; a read-only view."""
-        view = self._vectors[: len(self._ids)]
+        view = self._vectors[: len(self._records)]
         view.flags.writeable = False
         return view
 
     def __contains__(self, item_id: object) -> bool:
-        return item_id in self._items
+        return item_id in self._keys
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._keys)
 
     def items(self) -> list[Item]:
-        return list(self._items.values())
+        return [record for record in self._records if record is not None]
 
     def _grow(self, needed: int) -> None:
         if needed <= len(self._vectors):
