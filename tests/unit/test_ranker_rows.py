@@ -34,3 +34,32 @@ def test_each_negative_row_is_built_from_the_negative_item() -> None:
     later = np.arange(len(cos)) >= 4
     assert np.allclose(cos[drew_b & later], 0.0, atol=1e-5)
     assert np.allclose(cos[~negatives & later], 1.0, atol=1e-5)
+
+
+def test_hard_negatives_come_from_the_neighbours_and_skip_the_users_history() -> None:
+    catalogue = Catalogue(ndim=2)
+    ids = ["liked", "near1", "near2", "far"] + [f"x{i}" for i in range(40)]
+    vectors = np.array([[1.0, 0.0], [0.9, 0.1], [0.8, 0.2]] + [[0.0, 1.0]] * 41, np.float32)
+    catalogue.put([Item(i, i.upper()) for i in ids], vectors)
+    store = MemoryOnlineStore()
+    processor = StreamProcessor(bus=MemoryEventBus(), store=store, item_vector=catalogue.vector)
+    asked: list[int] = []
+
+    def neighbours(query: np.ndarray, k: int) -> list[str]:
+        asked.append(k)
+        return ["liked", "near1", "near2"]  # nearest first, the user's own item included
+
+    events = [Event(f"e{i}", "u", "liked", "like", 10_000.0 + i) for i in range(30)]
+    rows = replay_with_rows(
+        events, processor=processor, store=store, catalogue=catalogue,
+        user_vector=lambda v: v.mean(axis=0), half_life_s=600.0, session_weight=1.0,
+        sample_rate=1.0, negatives=4, neighbours=neighbours, seed=1,
+    )  # fmt: skip
+    assert asked, "the neighbours were never asked"
+    cos = rows.X[:, FEATURE_NAMES.index("cos_long_term")]
+    negatives = rows.y[:, 0] == 0
+    # After the first like every row has 2 hard negatives (near1, near2: cos > 0.9) and 2
+    # uniform ones; the liked item itself is never a negative.
+    hard = negatives & (cos > 0.95) & (cos < 0.9999)
+    assert hard.sum() >= 2 * 25
+    assert not (negatives & (cos > 0.9999)).any()

@@ -6,8 +6,12 @@ the user did with the item afterwards: engaged (click/like/complete) and complet
 
 Logs without impressions (MovieLens: ratings only) have no record of what was shown and
 ignored, so each sampled interaction becomes a row labelled by its own type, joined by
-`negatives` items drawn uniformly from the catalogue at the same moment, labelled
-(0, 0): the usual negative sampling for implicit feedback.
+`negatives` items labelled (0, 0) at the same moment: half drawn uniformly from the
+catalogue (the usual negative sampling for implicit feedback), half from the items the
+retrieval stage would hand the ranker for this user right then (`neighbours`), skipping
+the user's own history. Uniform negatives alone teach the ranker "popular beats random",
+which it never has to decide at serving time: it ranks retrieval candidates, which are all
+plausible, so it must learn to tell those apart (hard negatives).
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from recomatrix.stream.processor import StreamProcessor
 from recomatrix.types import Event, Item
 
 UserVectorFn = Callable[[np.ndarray], np.ndarray]  # history item vectors -> user vector
+NeighboursFn = Callable[[np.ndarray, int], list[str]]  # query vector, k -> nearest item ids
+HARD_NEGATIVE_POOL = 50  # hard negatives come from this many nearest items
 
 LABEL_HORIZON_S = 3600.0  # an engagement within an hour of the impression is its outcome
 
@@ -81,6 +87,7 @@ def replay_with_rows(
     session_weight: float,
     sample_rate: float = 0.25,
     negatives: int = 4,
+    neighbours: NeighboursFn | None = None,
     chunk: int = 2_000,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
@@ -113,13 +120,43 @@ def replay_with_rows(
                 add(event, event.item_id, outcomes.labels(event))
             else:
                 add(event, event.item_id, _own_label(event))
-                for other in rng.choice(len(all_items), size=negatives):
-                    add(event, all_items[other], (0.0, 0.0))
+                hard = _hard_negatives(event, store, catalogue, user_vector, neighbours,
+                                       negatives // 2, rng)  # fmt: skip
+                for other in hard:
+                    add(event, other, (0.0, 0.0))
+                for other in rng.choice(len(all_items), size=negatives - len(hard)):
+                    if all_items[other] != event.item_id:  # never the positive itself
+                        add(event, all_items[other], (0.0, 0.0))
         processor.apply(batch[applied:], copy_on_write=False)
         if progress is not None:
             progress(min(start + chunk, len(events)), len(events))
     X = np.vstack(rows) if rows else np.zeros((0, len(FEATURE_NAMES)), dtype=np.float32)
     return RankerRows(X.astype(np.float32), np.asarray(labels, dtype=np.float32).reshape(-1, 2))
+
+
+def _hard_negatives(
+    event: Event,
+    store: OnlineStore,
+    catalogue: Catalogue,
+    user_vector: UserVectorFn,
+    neighbours: NeighboursFn | None,
+    count: int,
+    rng: np.random.Generator,
+) -> list[str]:
+    """Up to `count` items near the user's long-term vector that they have not engaged
+    with (nor is the event's own item): what retrieval would offer and they did not pick."""
+    if neighbours is None or count <= 0:
+        return []
+    user = store.get_users([event.user_id])[0]
+    if user is None or not user.history:
+        return []
+    query = user_vector(catalogue.vectors(user.history))
+    seen = {*user.history, event.item_id}
+    pool = [i for i in neighbours(query, HARD_NEGATIVE_POOL) if i not in seen]
+    if not pool:
+        return []
+    picks = rng.choice(len(pool), size=min(count, len(pool)), replace=False)
+    return [pool[int(p)] for p in picks]
 
 
 def _row(
