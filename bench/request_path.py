@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import random
 import time
 import uuid
 from pathlib import Path
 
-import numpy as np
-
+from recomatrix.bench.common import machine, percentiles
+from recomatrix.bench.request_path import request_mix
 from recomatrix.bootstrap import build_engine
 from recomatrix.config import load_settings
 from recomatrix.data import generate_world
@@ -26,39 +23,6 @@ from recomatrix.engine import Engine
 from recomatrix.types import Event, Item
 
 HERE = Path(__file__).parent
-
-
-def percentiles(samples: list[float]) -> dict[str, float]:
-    values = np.asarray(samples)
-    return {
-        "p50": round(float(np.percentile(values, 50)), 4),
-        "p99": round(float(np.percentile(values, 99)), 4),
-        "p999": round(float(np.percentile(values, 99.9)), 4),
-        "mean": round(float(values.mean()), 4),
-    }
-
-
-def request_latencies(engine: Engine, users: list[str], n: int, seed: int) -> dict[str, object]:
-    """`n` requests: 70 % known users, 15 % with a live session just started, 15 % cold."""
-    rng = random.Random(seed)
-    items = [i.item_id for i in engine.catalogue.items()]
-    stages: dict[str, list[float]] = {}
-    for r in range(n):
-        kind = rng.random()
-        if kind < 0.70:
-            user = rng.choice(users)
-        elif kind < 0.85:
-            user = f"live-{r}"
-            now = time.time()
-            engine.ingest(
-                [Event(uuid.uuid4().hex, user, rng.choice(items), "click", now) for _ in range(3)]
-            )
-            engine.wait_idle(timeout_s=5)
-        else:
-            user = f"cold-{r}"
-        for stage, ms in engine.recommend(user, n=20).timings_ms.items():
-            stages.setdefault(stage, []).append(ms)
-    return {stage: percentiles(values) for stage, values in stages.items()}
 
 
 def event_visible_latency(engine: Engine, items: list[str], n: int) -> dict[str, float]:
@@ -110,13 +74,8 @@ def main() -> None:
     engine, report = build_engine(world, settings)
     build_s = time.perf_counter() - started
     item_ids = [i.item_id for i in world.items]
-    request_latencies(engine, world.users, 200, seed=1)  # warm-up
     result = {
-        "machine": {
-            "cpu": platform.processor() or platform.machine(),
-            "cores": os.cpu_count(),
-            "python": platform.python_version(),
-        },
+        "machine": machine(),
         "items": len(engine.catalogue),
         "users": len(world.users),
         "events": len(world.events),
@@ -124,7 +83,9 @@ def main() -> None:
         "encoder": args.encoder,
         "build_s": round(build_s, 1),
         "build_steps_s": report.seconds,
-        "stages_ms": request_latencies(engine, world.users, args.requests, seed=2),
+        "stages_ms": request_mix(
+            engine, users=world.users, items=item_ids, n=args.requests, seed=2
+        ),
         "event_visible_ms": event_visible_latency(engine, item_ids, 500),
         "item_searchable_ms": item_searchable_latency(engine, 200),
         "model_metrics": report.metrics,
