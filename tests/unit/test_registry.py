@@ -4,6 +4,7 @@ engine switches versions while requests keep being answered."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 from collections.abc import Iterator
@@ -204,3 +205,16 @@ def test_reload_switches_the_version_while_many_threads_keep_getting_answers(
         switched = versions.index(second.name)  # once a thread got the new version ...
         assert set(versions[switched:]) == {second.name}  # ... it never got the old one again
     assert engine.reload_models(built.first_dir) == built.first.version
+
+
+def test_api_keys_are_never_written_into_a_versions_metadata() -> None:
+    from dataclasses import asdict
+
+    from recomatrix.config import load_settings
+    from recomatrix.training.registry import _without_secrets
+
+    secret = "k" * 24
+    settings = load_settings(env={}, overrides={"server": {"api_keys": (secret,)}})
+    recorded = _without_secrets(asdict(settings))
+    assert secret not in json.dumps(recorded, default=str)
+    assert recorded["server"]["api_keys"] == "<1 keys, not recorded>"

@@ -345,45 +345,25 @@ def test_docstring_examples_hold(module: ModuleType) -> None:
     assert result.failed == 0
 
 
-# The windowed fast path of apply_rules must give exactly the full pipeline's answer.
-
-
-@st.composite
-def long_scenarios(draw: st.DrawFn) -> Scenario:
-    """Longer ranked lists with fresh items (published within the hour, similar enough)."""
-    base = draw(scenarios())
-    ranked = draw(
-        st.lists(
-            st.builds(
-                Candidate,
-                item_id=st.sampled_from([f"i{k}" for k in range(40)]),
-                source=st.just("personal"),
-                score=st.floats(0, 1),
-                retrieval_score=st.floats(0, 1),
-                genre=st.sampled_from(GENRES),
-                creator_id=st.sampled_from(CREATORS),
-                sponsored=st.booleans(),
-                created_at=st.sampled_from([0.0, NOW - 60.0]),
-            ),
-            max_size=60,
-        ).map(lambda made: sorted(made, key=lambda c: c.score, reverse=True))
-    )
-    ctx = replace(base.ctx, n=draw(st.integers(0, 12)), fresh_positions=(1, 4))
-    return Scenario(ctx, ranked)
+# The fast forms of the ordering rules give the greedy assembly's answer.
 
 
 @PROPERTY_SETTINGS
-@given(long_scenarios(), st.integers(1, 3), st.integers(1, 20))
-def test_windowed_rules_answer_exactly_as_the_full_pipeline(
-    scenario: Scenario, per_slot: int, minimum: int
+@given(scenarios())
+def test_sponsored_placement_and_genre_repair_match_the_greedy_assembly(
+    scenario: Scenario,
 ) -> None:
-    from recomatrix.rules import compose
+    from recomatrix.rules.ordering import _assemble
 
-    full = apply_rules(scenario.ctx, scenario.ranked, rules=tuple(compose.DEFAULT_RULES))
-    saved = compose.WINDOW_PER_SLOT, compose.MIN_WINDOW
-    compose.WINDOW_PER_SLOT, compose.MIN_WINDOW = per_slot, minimum
-    try:
-        windowed = apply_rules(scenario.ctx, scenario.ranked)
-    finally:
-        compose.WINDOW_PER_SLOT, compose.MIN_WINDOW = saved
-    assert ids(windowed) == ids(full)
+    ctx, ranked = scenario.ctx, scenario.ranked
+    sponsored = sorted((c for c in ranked if c.sponsored), key=lambda c: c.score, reverse=True)
+    organic = [c for c in ranked if not c.sponsored]
+    everything = len(ranked) + 1
+    greedy = _assemble(organic, sponsored, slots=ctx.sponsored_positions, limit=None,
+                       stop_at=everything)  # fmt: skip
+    assert ids(place_sponsored(ctx, ranked)) == ids(greedy)
+    placed = place_sponsored(ctx, ranked)
+    full = _assemble((c for c in placed if not c.sponsored), (c for c in placed if c.sponsored),
+                     slots=ctx.sponsored_positions, limit=ctx.max_adjacent_same_genre,
+                     stop_at=everything)  # fmt: skip
+    assert ids(limit_adjacent_genre(ctx, placed)) == ids(full)[: max(ctx.n, 0)]

@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from recomatrix.rules.filters import cap_per_creator, dedupe, drop_watched, withheld
-from recomatrix.rules.fresh import is_fresh, promote_fresh
+from recomatrix.rules.fresh import promote_fresh
 from recomatrix.rules.ordering import FirstFitQueue, GenreRun, limit_adjacent_genre, place_sponsored
 from recomatrix.types import Candidate, ItemId, Rule, RuleContext
 
@@ -61,9 +61,6 @@ def backfill(ctx: RuleContext, cands: list[Candidate]) -> list[Candidate]:
     return filled
 
 
-# The fast path of `apply_rules` looks at this many candidates per requested item first.
-WINDOW_PER_SLOT, MIN_WINDOW = 4, 60
-
 DEFAULT_RULES: tuple[Rule, ...] = (
     drop_watched,
     dedupe,
@@ -94,39 +91,6 @@ def apply_rules(
     ['a', 'c']
     """
     ranked = list(cands)
-    if rules is DEFAULT_RULES and len(ranked) > _window(ctx):
-        head = _window_result(ctx, ranked)
-        if head is not None:
-            return head
     for rule in rules:
         ranked = rule(ctx, ranked)
     return ranked[: max(ctx.n, 0)]
-
-
-def _window(ctx: RuleContext) -> int:
-    return max(WINDOW_PER_SLOT * ctx.n, MIN_WINDOW)
-
-
-def _window_result(ctx: RuleContext, ranked: list[Candidate]) -> list[Candidate] | None:
-    """The default rules' answer computed from the best-ranked candidates only, or None when
-    that answer could differ from the one over all candidates.
-
-    The rules fill n slots from ~300 candidates, walking each list to its end; most of the
-    request's rule time went there. The window keeps the top `_window(ctx)` candidates plus
-    every sponsored and fresh one (those rules pick from the whole list). Each rule keeps
-    the order of what it passes on and picks the best-ranked item that fits, so the result
-    is the full result unless the window ran dry: fewer than n items, or an organic item
-    from beyond the window's top part in the first n. Then the caller runs the full list.
-    """
-    width, n = _window(ctx), max(ctx.n, 0)
-    rank = {id(c): i for i, c in enumerate(ranked)}
-    head = [c for i, c in enumerate(ranked) if i < width or c.sponsored or is_fresh(ctx, c)]
-    for rule in DEFAULT_RULES[:-1]:  # everything but the backfill
-        head = rule(ctx, head)
-    if len(head) < n:
-        return None
-    slots = set(ctx.fresh_positions)
-    for position, cand in enumerate(head[:n]):
-        if rank[id(cand)] >= width and not cand.sponsored and position not in slots:
-            return None
-    return head[:n]

@@ -102,12 +102,13 @@ def _assemble(
     *,
     slots: Iterable[int],
     limit: int | None,
+    stop_at: int,
 ) -> list[Candidate]:
     slot_positions = frozenset(slots)
     organic_queue, sponsored_queue = FirstFitQueue(organic), FirstFitQueue(sponsored)
     run = GenreRun(limit)
     placed: list[Candidate] = []
-    while True:
+    while len(placed) < stop_at:
         pick = sponsored_queue.take(run) if len(placed) in slot_positions else None
         if pick is None:
             pick = organic_queue.take(run)
@@ -116,6 +117,7 @@ def _assemble(
             return placed
         run.extend(pick.genre)
         placed.append(pick)
+    return placed
 
 
 def place_sponsored(ctx: RuleContext, cands: list[Candidate]) -> list[Candidate]:
@@ -134,8 +136,14 @@ def place_sponsored(ctx: RuleContext, cands: list[Candidate]) -> list[Candidate]
     ['a', 's1', 'b', 's2', 'c']
     """
     sponsored = sorted((c for c in cands if c.sponsored), key=lambda c: c.score, reverse=True)
-    organic = [c for c in cands if not c.sponsored]
-    return _assemble(organic, sponsored, slots=ctx.sponsored_positions, limit=None)
+    placed = [c for c in cands if not c.sponsored]
+    # Without a genre limit every slot simply takes the next sponsored item once the list
+    # reaches it: list inserts, slot by slot (the same answer as the greedy assembly).
+    for slot, cand in zip(sorted(set(ctx.sponsored_positions)), sponsored, strict=False):
+        if slot > len(placed):
+            break
+        placed.insert(slot, cand)
+    return placed
 
 
 def limit_adjacent_genre(ctx: RuleContext, cands: list[Candidate]) -> list[Candidate]:
@@ -149,7 +157,8 @@ def limit_adjacent_genre(ctx: RuleContext, cands: list[Candidate]) -> list[Candi
 
     Sponsored items stay in slots (`ctx.sponsored_positions`): a slot takes the first
     sponsored item that fits there, so running this after `place_sponsored` repairs runs
-    without breaking the placement.
+    without breaking the placement. It returns at most `ctx.n` items (the greedy choice of
+    a position never depends on later ones): run it last, before the backfill.
 
     >>> ctx = RuleContext(user_id="u", now=0.0, n=9, watched={}, exclude=frozenset(),
     ...                   sponsored_positions=())
@@ -163,4 +172,5 @@ def limit_adjacent_genre(ctx: RuleContext, cands: list[Candidate]) -> list[Candi
         (c for c in cands if c.sponsored),
         slots=ctx.sponsored_positions,
         limit=ctx.max_adjacent_same_genre,
+        stop_at=max(ctx.n, 0),
     )

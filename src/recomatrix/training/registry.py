@@ -83,6 +83,14 @@ class VersionMetadata:
     libraries: dict[str, str]  # package -> installed version
 
 
+def _without_secrets(settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings as recorded in a version: API keys are never written to disk."""
+    server = dict(settings.get("server", {}))
+    if "api_keys" in server:
+        server["api_keys"] = f"<{len(server['api_keys'])} keys, not recorded>"
+    return {**settings, "server": server}
+
+
 def write_metadata(
     version_dir: Path,
     *,
@@ -100,7 +108,7 @@ def write_metadata(
             "two_tower": _json_metrics(two_tower_metrics),
             "ranker": _json_metrics(ranker_metrics),
         },
-        settings=asdict(settings, dict_factory=_paths_as_str),
+        settings=_without_secrets(asdict(settings, dict_factory=_paths_as_str)),
         libraries=library_versions(),
     )
     partial = version_dir / f".{METADATA_FILE}.partial"
