@@ -73,3 +73,13 @@ def test_catalogue_keys_are_never_reused_after_delete() -> None:
     (new_key,) = catalogue.put([Item("b", "B again")], vectors(1))
     assert new_key not in keys
     assert catalogue.vectors(["a", "zzz"])[1].sum() == 0.0
+
+
+def test_exact_index_keeps_one_entry_per_key_when_a_batch_repeats_it() -> None:
+
+    index = ExactIndex(ndim=2)
+    index.add(np.array([7, 8, 7]), np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]], np.float32))
+    assert len(index) == 2
+    found = index.search(np.array([0.0, 1.0], np.float32), 5)
+    assert sorted(found.keys[0, : found.counts[0]].tolist()) == [7, 8]
+    assert found.similarity[0, 0] > 0.99 and found.similarity[0, 1] > 0.99  # 7 got [0, 1]

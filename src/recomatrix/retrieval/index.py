@@ -99,6 +99,11 @@ class ExactIndex:
 
     def add(self, keys: np.ndarray, vectors: np.ndarray) -> None:
         keys = np.asarray(keys, dtype=np.int64)
+        vectors = np.asarray(vectors)
+        if len(np.unique(keys)) < len(keys):  # a key twice in one batch: its last vector wins
+            _, from_end = np.unique(keys[::-1], return_index=True)
+            last = np.sort(len(keys) - 1 - from_end)
+            keys, vectors = keys[last], vectors[last]
         with self._lock:
             keep = ~np.isin(self._keys, keys)
             self._keys = np.concatenate([self._keys[keep], keys])
