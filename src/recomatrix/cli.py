@@ -75,13 +75,47 @@ def _settings(config: Path | None, **data: Any) -> Settings:
         raise typer.BadParameter(str(err)) from err
 
 
-def _check_backend(backend: str) -> None:
-    if backend != "memory":
+def _check_backend(backend: str, redis_url: str | None = None, *, tier: bool = False) -> None:
+    """`tier`: the command runs the server tier too (`--backend redis`, which needs a URL)."""
+    if backend == "memory":
+        return
+    if backend != "redis":
+        choices = "--backend memory" + (" or --backend redis" if tier else "")
+        raise typer.BadParameter(f"unknown backend {backend!r}; use {choices}",
+                                 param_hint="--backend")  # fmt: skip
+    if not tier:
+        raise typer.BadParameter("this command runs the embedded tier: use --backend memory "
+                                 "(the Redis tier: recomatrix serve --backend redis "
+                                 "--redis-url URL)", param_hint="--backend")  # fmt: skip
+    if not redis_url:
         raise typer.BadParameter(
-            f"backend {backend!r} is not available yet; use --backend memory "
-            "(the Redis tier is tracked as its own issue)",
-            param_hint="--backend",
+            "--backend redis needs --redis-url redis://HOST:PORT/DB (a running Redis), "
+            "or use --backend memory",
+            param_hint="--redis-url",
         )
+    _check_redis(redis_url)
+
+
+def _check_redis(redis_url: str) -> None:
+    """A reachable Redis at a URL without options (the bus and the store share it)."""
+    if not redis_url.startswith(("redis://", "rediss://", "redis+cluster://")) or "?" in redis_url:
+        raise typer.BadParameter(
+            f"{redis_url!r} is not a Redis URL without options: use redis://HOST:PORT/DB "
+            "or redis+cluster://HOST:PORT",
+            param_hint="--redis-url",
+        )
+    from recomatrix.features.redis import connect
+
+    client = connect(redis_url)
+    try:
+        client.ping()
+    except Exception as err:  # any failure to answer: name the URL and the fix
+        raise typer.BadParameter(
+            f"cannot reach Redis at {redis_url} ({err}): start redis-server or fix the URL",
+            param_hint="--redis-url",
+        ) from err
+    finally:
+        client.close()
 
 
 def _build(settings: Settings) -> tuple[Any, Any, Any]:
@@ -164,24 +198,130 @@ def demo(
     _build_and_serve(settings, live_events_per_s=settings.data.live_events_per_s)
 
 
+TierBackend = Annotated[
+    str, typer.Option(envvar="RECOMATRIX_BACKEND", help="memory | redis (with --redis-url).")
+]
+RedisUrl = Annotated[
+    str | None,
+    typer.Option(envvar="RECOMATRIX_REDIS_URL", help="redis://HOST:PORT/DB of the server tier."),
+]
+
+
 @app.command()
 def serve(
     host: Host = "127.0.0.1",
     port: Port = 8000,
     dataset: Dataset = "synthetic",
-    backend: Backend = "memory",
+    backend: TierBackend = "memory",
+    redis_url: RedisUrl = None,
+    workers: Annotated[
+        int, typer.Option(envvar="RECOMATRIX_WORKERS", min=1, help="API processes (redis).")
+    ] = 1,
+    bootstrap: Annotated[
+        bool,
+        typer.Option(
+            "--bootstrap",
+            envvar="RECOMATRIX_BOOTSTRAP",
+            help="redis: build from --dataset and re-seed Redis even if a deployment exists.",
+        ),
+    ] = False,
     items: Items = None,
     users: Users = None,
     encoder: Encoder = None,
     home: Home = None,
     config: ConfigFile = None,
 ) -> None:
-    """Bootstrap from a dataset and serve the HTTP API (no simulated live traffic)."""
+    """Serve the HTTP API (no simulated live traffic).
+
+    memory: bootstrap from a dataset in this process. redis: bootstrap once into Redis and
+    a deployment snapshot under --home, then run --workers API processes over it; events
+    are applied by `recomatrix worker` processes.
+    """
     logging.basicConfig(level=logging.WARNING)
-    _check_backend(backend)
+    _check_backend(backend, redis_url, tier=True)
+    if backend == "memory" and workers != 1:
+        raise typer.BadParameter("the embedded tier runs one process: use --backend redis "
+                                 "--redis-url URL for more", param_hint="--workers")  # fmt: skip
     settings = _settings(config, host=host, port=port, dataset=dataset, items=items, users=users,
                          encoder=encoder, home=home)  # fmt: skip
-    _build_and_serve(settings, live_events_per_s=0.0)
+    if backend == "memory":
+        _build_and_serve(settings, live_events_per_s=0.0)
+        return
+    assert redis_url is not None  # _check_backend
+    _serve_tier(settings, redis_url, workers=workers, bootstrap=bootstrap)
+
+
+def _absolute_home(settings: Settings) -> Settings:
+    import dataclasses
+
+    data = dataclasses.replace(settings.data, home=settings.data.home.resolve())
+    return dataclasses.replace(settings, data=data)
+
+
+def _serve_tier(settings: Settings, redis_url: str, *, workers: int, bootstrap: bool) -> None:
+    """Deploy (once) and run the API processes of the server tier until Ctrl-C."""
+    from recomatrix.tier.api import run_api_processes
+    from recomatrix.tier.seed import deploy, deployed_version
+    from recomatrix.tier.snapshot import latest_snapshot
+
+    settings = _absolute_home(settings)  # every API process and worker finds the same folder
+    home = settings.data.home
+    try:
+        snapshot = None if bootstrap else latest_snapshot(home)
+    except ValueError as err:
+        raise typer.BadParameter(f"{err}", param_hint="--home") from err
+    if snapshot is None:
+        world, engine, (report, seconds) = _build(settings)
+        with console.status("seeding Redis and saving the deployment snapshot"):
+            snapshot = deploy(engine, users=world.users, events=world.events, redis_url=redis_url)
+        engine.close()
+        del engine, world
+        console.print(f"[bold green]recomatrix[/] deployed {snapshot.manifest.version}: "
+                      f"{report.items:,} items, {report.users:,} users, {report.events:,} "
+                      f"events into {redis_url} in {seconds:.0f} s")  # fmt: skip
+    elif deployed_version(redis_url) != snapshot.manifest.version:
+        console.print(f"[yellow]warning[/]: {redis_url} holds no state of deployment "
+                      f"{snapshot.manifest.version}: users and item counters start empty; "
+                      "serve with --bootstrap to seed it")  # fmt: skip
+    host, port = settings.server.host, settings.server.port
+    console.print(f"serving {snapshot.manifest.version} on [bold]http://{host}:{port}/[/] with "
+                  f"{workers} API process(es); apply events with: recomatrix worker "
+                  f"--redis-url {redis_url} --home {home}")  # fmt: skip
+    run_api_processes(settings, redis_url=redis_url, snapshot=snapshot, workers=workers)
+
+
+@app.command()
+def worker(
+    redis_url: RedisUrl = None,
+    home: Home = None,
+    name: Annotated[
+        str | None,
+        typer.Option(envvar="RECOMATRIX_NAME", help="Consumer name (default: host-pid)."),
+    ] = None,
+    config: ConfigFile = None,
+) -> None:
+    """Apply events from the Redis bus to the Redis online store (run one or more).
+
+    Waits for `recomatrix serve --backend redis` to deploy under --home; SIGTERM or Ctrl-C
+    finishes and acknowledges the batch in hand, then exits 0.
+    """
+    import os
+    import signal
+    import socket
+
+    from recomatrix.tier.worker import StopFlag, run_worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if not redis_url:
+        raise typer.BadParameter("a worker needs the server tier's Redis: --redis-url "
+                                 "redis://HOST:PORT/DB", param_hint="--redis-url")  # fmt: skip
+    _check_redis(redis_url)
+    settings = _absolute_home(_settings(config, dataset="synthetic", home=home))
+    stop = StopFlag()
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    consumer = name or f"{socket.gethostname()}-{os.getpid()}"
+    raise typer.Exit(run_worker(settings, redis_url=redis_url, name=consumer, stop=stop))
 
 
 @app.command()

@@ -8,6 +8,8 @@ Each stage is one batch call into its component and is timed. Components are bui
 
 from __future__ import annotations
 
+import copy
+import functools
 import threading
 import time
 import uuid
@@ -19,6 +21,7 @@ import numpy as np
 
 from recomatrix import metrics
 from recomatrix.config import Settings
+from recomatrix.degrade import Fallback
 from recomatrix.events.base import EventBus
 from recomatrix.features.base import OnlineStore
 from recomatrix.features.offline import Impression, ParquetLog
@@ -33,6 +36,7 @@ from recomatrix.types import Candidate, Event, Item, ItemId, RuleContext, UserId
 
 ItemEmbedder = Callable[[Sequence[Item]], np.ndarray]
 UserEmbedder = Callable[[np.ndarray], np.ndarray]  # history item vectors -> user vector
+ItemsPut = Callable[[Sequence[Item], np.ndarray], None]  # items and their unit vectors
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +56,7 @@ class Recommendations:
     model_version: str
     timings_ms: dict[str, float]
     personalised: bool
+    degraded: bool = False  # the online store was unreachable: served from last-known state
 
 
 @dataclass(slots=True)
@@ -80,8 +85,15 @@ class Engine:
         models: Models,
         popular: Sequence[ItemId],
         offline: ParquetLog | None = None,
+        process_events: bool = True,
     ) -> None:
         self.settings = settings
+        # False in the server tier's API processes: `recomatrix worker` applies the events.
+        self.process_events = process_events
+        # Told of every item change before it applies here, so the server tier can broadcast
+        # it to the other API processes; an exception refuses the change.
+        self.on_items_put: list[ItemsPut] = []
+        self.on_item_deleted: list[Callable[[ItemId], None]] = []
         self.catalogue, self.index, self.fresh = catalogue, index, fresh
         self.store, self.bus, self.models, self.offline = store, bus, models, offline
         self.sources = CandidateSources(
@@ -116,26 +128,32 @@ class Engine:
         explain: bool = False,
         now: float | None = None,
     ) -> Recommendations:
-        """The top `n` items for `user_id` now, with the source and score of each."""
+        """The top `n` items for `user_id` now, with the source and score of each.
+
+        While the online store is unreachable this still answers, `degraded`: from the
+        user's state as of their last request here, the last trending list seen, and no
+        live item counters.
+        """
         now = time.time() if now is None else now
         models = self.models  # one version for the whole request, even during a reload
         clock = _Clock()
+        reads = self._fallback.reads()
 
-        user = self.store.get_users([user_id])[0]
+        user = reads.get_users([user_id])[0]
         session, long_term = self._user_vectors(user, models, now)
         query = query_vector(
             long_term, session, session_weight=self.settings.retrieval.session_weight
         )
         clock.lap("features")
 
-        candidates = self.sources.retrieve(query)
+        candidates = self._sources_reading(reads).retrieve(query)
         clock.lap("retrieval")
 
         ids = [c.item_id for c in candidates]
         items = [self.catalogue.get(i) for i in ids]
         live = [(c, it) for c, it in zip(candidates, items, strict=True) if it is not None]
         candidates, known = [c for c, _ in live], [it for _, it in live]
-        states = self.store.get_items([c.item_id for c in candidates])
+        states = reads.get_items([c.item_id for c in candidates])
         recent = user.recent_items[:20] if user else []
         view = UserView.of(
             user, now=now, query=query, session=session, long_term=long_term,
@@ -175,7 +193,20 @@ class Engine:
         if self.offline is not None:
             rows = {c.item_id: features[order[i]] for i, c in enumerate(ranked)}
             self._log_impressions(user_id, final, rows, models.version, now)
-        return Recommendations(user_id, final, models.version, timings, query is not None)
+        return Recommendations(
+            user_id, final, models.version, timings, query is not None, reads.degraded
+        )
+
+    @functools.cached_property
+    def _fallback(self) -> Fallback:
+        """This engine's outage state (breakers, last-known reads), made on first use."""
+        return Fallback(self.store)
+
+    def _sources_reading(self, reads: OnlineStore) -> CandidateSources:
+        """The candidate sources reading the store (trending) through one request's view."""
+        sources = copy.copy(self.sources)  # shallow: shares the indexes and the popular list
+        sources.store = reads
+        return sources
 
     def _user_vectors(
         self, user: UserState | None, models: Models, now: float
@@ -247,12 +278,22 @@ class Engine:
     # -- write paths -------------------------------------------------------------------
 
     def ingest(self, events: Sequence[Event]) -> int:
-        """Put events on the bus (all or none); the stream processor applies them."""
+        """Put events on the bus (all or none); the stream processor applies them.
+
+        `BusUnavailable` when the bus cannot be reached (the caller retries the batch),
+        `OverflowError` when it is full; the batch was not accepted in either case.
+        """
         now = time.monotonic()
         with self._accepted_lock:
             for event in events:
                 self._accepted_at[event.event_id] = now
-        self.bus.publish(events)
+        try:
+            self._fallback.bus_breaker.call(lambda: self.bus.publish(events))
+        except Exception:
+            with self._accepted_lock:  # never applied: no lag to observe
+                for event in events:
+                    self._accepted_at.pop(event.event_id, None)
+            raise
         metrics.EVENTS_ACCEPTED.inc(len(events))
         return len(events)
 
@@ -265,13 +306,19 @@ class Engine:
                 if accepted is not None:
                     metrics.EVENT_LAG_SECONDS.observe(now - accepted)
 
-    def put_items(self, items: Sequence[Item]) -> float:
+    def put_items(
+        self, items: Sequence[Item], *, vectors: np.ndarray | None = None, notify: bool = True
+    ) -> float:
         """Create or replace items: embedded from content and searchable on return.
 
-        Returns the seconds it took until the items were searchable.
+        `vectors`: already embedded (an item change broadcast by another process);
+        `notify=False` does not tell `on_items_put`. Returns the seconds it took until the
+        items were searchable.
         """
         started = time.perf_counter()
-        vectors = normalise(self.models.embed_items(items))
+        vectors = normalise(self.models.embed_items(items) if vectors is None else vectors)
+        for listener in self.on_items_put if notify else ():
+            listener(items, vectors)
         keys = self.catalogue.put(items, vectors)
         self.index.add(keys, vectors)
         self.fresh.add(keys, vectors)
@@ -281,8 +328,12 @@ class Engine:
         self._update_index_gauges()
         return elapsed
 
-    def delete_item(self, item_id: ItemId) -> bool:
+    def delete_item(self, item_id: ItemId, *, notify: bool = True) -> bool:
         """Remove an item from the catalogue and every candidate source; False if unknown."""
+        if item_id not in self.catalogue:
+            return False
+        for listener in self.on_item_deleted if notify else ():
+            listener(item_id)
         key = self.catalogue.delete(item_id)
         if key is None:
             return False
@@ -361,8 +412,9 @@ class Engine:
     # -- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the background stream processor."""
-        self.processor.start()
+        """Start the background stream processor (unless `process_events` is False)."""
+        if self.process_events:
+            self.processor.start()
         self._update_index_gauges()
 
     def wait_idle(self, *, timeout_s: float = 5.0) -> bool:

@@ -27,6 +27,7 @@ import redis
 
 from recomatrix.backends import split_url_options
 from recomatrix.events.base import Delivery
+from recomatrix.features.redis import connect
 from recomatrix.types import EVENT_TYPES, Event
 
 log = logging.getLogger(__name__)
@@ -187,6 +188,11 @@ class RedisStreamsBus:
                 raise
             self._groups.discard(group)  # the server lost its streams (restart, flush)
             return []
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            # Redis may have delivered entries and lost the reply (it died, the socket timed
+            # out): they wait in this consumer's pending list, which ">" never reads again.
+            self._take_over_later(group, consumer, range(self.partitions))
+            raise
 
     def ack(self, group: str, message_ids: Sequence[str]) -> None:
         by_partition: dict[int, list[str]] = defaultdict(list)
@@ -233,7 +239,7 @@ class RedisStreamsBus:
         self, group: str, consumer: str, max_events: int, block_s: float
     ) -> list[Delivery]:
         owned = self._rebalance(group, consumer)
-        taken = self._take_over(group, consumer)
+        taken = self._take_over(group, consumer, owned)
         if taken or not owned:
             if not taken:
                 time.sleep(block_s)  # more consumers than partitions: wait for a lease
@@ -284,18 +290,21 @@ class RedisStreamsBus:
         owned, acquired = cast(
             list[list[int]], self._lease(keys=keys, args=[consumer, self.lease_ms])
         )
-        if acquired:
-            with self._lock:
-                self._taking_over.setdefault((group, consumer), set()).update(
-                    p - 1 for p in acquired
-                )
+        self._take_over_later(group, consumer, [p - 1 for p in acquired])
         return sorted(p - 1 for p in owned)
 
-    def _take_over(self, group: str, consumer: str) -> list[Delivery]:
+    def _take_over_later(self, group: str, consumer: str, partitions: Sequence[int]) -> None:
+        """Claim what is pending on `partitions` at the consumer's next call."""
+        if partitions:
+            with self._lock:
+                self._taking_over.setdefault((group, consumer), set()).update(partitions)
+
+    def _take_over(self, group: str, consumer: str, owned: Sequence[int]) -> list[Delivery]:
         """What the previous owners of newly acquired partitions left unacknowledged
-        (at most the batch each was applying when it died), oldest first."""
+        (at most the batch each was applying when it died), or what a read whose reply
+        was lost left pending, oldest first; only on partitions `consumer` still holds."""
         with self._lock:
-            partitions = self._taking_over.pop((group, consumer), set())
+            partitions = self._taking_over.pop((group, consumer), set()) & set(owned)
         return [d for p in sorted(partitions) for d in self._autoclaim(group, consumer, p, 0.0)]
 
     def _autoclaim(
@@ -362,9 +371,8 @@ def _decode(fields: dict[bytes, bytes]) -> Event:
 
 
 def _connect(url: str) -> redis.Redis | redis.RedisCluster:
-    if url.startswith("redis+cluster://"):
-        return redis.RedisCluster.from_url("redis://" + url.removeprefix("redis+cluster://"))
-    return redis.Redis.from_url(url)
+    # XREADGROUP BLOCK waits on the socket: its timeout must outlast any `consume` block.
+    return connect(url, socket_timeout_s=10.0)
 
 
 def _text(value: bytes | str) -> str:

@@ -22,6 +22,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from recomatrix.backends import split_url_options
 from recomatrix.features.base import ItemCount
@@ -212,8 +214,17 @@ _URL_OPTIONS: dict[str, Any] = {
 }
 
 
-def connect(url: str) -> redis.Redis | redis.RedisCluster:
-    """A client for `redis://...` (one server) or `redis+cluster://...` (any cluster node)."""
+def connect(url: str, *, socket_timeout_s: float = 2.0) -> redis.Redis | redis.RedisCluster:
+    """A client for `redis://...` (one server) or `redis+cluster://...` (any cluster node).
+
+    It fails fast when Redis is unreachable, so the request path degrades instead of
+    hanging: a 1 s connect timeout, and one immediate retry on a new connection (a restarted
+    server leaves the pool's sockets dead) instead of redis-py's retries with backoff, which
+    hold a call for seconds. A cluster keeps redis-py's retries: they ride out a failover.
+    """
+    timeouts = {"socket_connect_timeout": 1.0, "socket_timeout": socket_timeout_s}
     if url.startswith("redis+cluster://"):
-        return redis.RedisCluster.from_url("redis://" + url.removeprefix("redis+cluster://"))
-    return redis.Redis.from_url(url)
+        base = "redis://" + url.removeprefix("redis+cluster://")
+        return redis.RedisCluster.from_url(base, **timeouts)
+    retry = Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,))
+    return redis.Redis.from_url(url, retry=retry, **timeouts)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import time
 import uuid
@@ -18,6 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from recomatrix.config import ServerSettings
+from recomatrix.degrade import BusUnavailable
 from recomatrix.engine import Engine
 from recomatrix.server.auth import api_key_auth, cors_origins
 from recomatrix.server.limits import BodySizeLimit
@@ -73,6 +75,13 @@ def _item_json(item: Item) -> dict[str, Any]:
         "created_at": item.created_at,
         "sponsored": item.sponsored,
     }
+
+
+def unavailable(detail: str, *, retry_after_s: float) -> ORJSONResponse:
+    """503 with `Retry-After` in whole seconds (at least 1): the request may be sent again."""
+    retry_after = max(1, math.ceil(retry_after_s))
+    return ORJSONResponse({"detail": detail}, status_code=503,
+                          headers={"Retry-After": str(retry_after)})  # fmt: skip
 
 
 def _page(name: str) -> HTMLResponse:
@@ -131,6 +140,7 @@ def create_app(engine: Engine, *, server: ServerSettings | None = None) -> FastA
                 "items": [_candidate_json(c, explain, title(c.item_id)) for c in recs.items],
                 "model_version": recs.model_version,
                 "personalised": recs.personalised,
+                "degraded": recs.degraded,
                 "timings_ms": {k: round(v, 3) for k, v in recs.timings_ms.items()},
             }
         )
@@ -164,8 +174,11 @@ def create_app(engine: Engine, *, server: ServerSettings | None = None) -> FastA
         try:
             accepted = engine.ingest(events)
         except OverflowError as err:
-            return ORJSONResponse({"detail": str(err)}, status_code=503,
-                                  headers={"Retry-After": "1"})  # fmt: skip
+            return unavailable(str(err), retry_after_s=1.0)
+        except BusUnavailable as err:  # never a silent drop: the client sends the batch again
+            detail = ("the event bus is unreachable and the batch was not accepted: send it "
+                      "again after Retry-After seconds, with the same event_id values")  # fmt: skip
+            return unavailable(detail, retry_after_s=err.retry_after_s)
         return ORJSONResponse({"accepted": accepted}, status_code=202)
 
     @app.post("/v1/items", status_code=201, dependencies=writes)
@@ -256,9 +269,11 @@ def create_app(engine: Engine, *, server: ServerSettings | None = None) -> FastA
 
     @app.get("/readyz")
     def readyz() -> ORJSONResponse:
-        ready = engine.processor.running and len(engine.catalogue) > 0
+        processing = engine.processor.running or not engine.process_events  # tier: workers do
+        ready = processing and len(engine.catalogue) > 0
         body = {
             "ready": ready,
+            "pid": os.getpid(),  # which API process answered (server tier: --workers N)
             "items": len(engine.catalogue),
             "model_version": engine.models.version,
             "event_lag": engine.bus.lag(engine.processor.group),

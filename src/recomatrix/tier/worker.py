@@ -1,0 +1,129 @@
+"""A stream worker of the server tier: consumes the event bus group, applies events to Redis.
+
+Several can run, on several machines: the bus shares its partitions among the live
+workers and hands a dead one's unacknowledged batch to the next owner of its partitions.
+Session vectors need item vectors: the snapshot's, memory-mapped, overlaid by the items
+the API processes publish on the item feed after it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from recomatrix.config import Settings
+from recomatrix.events.redis import RedisStreamsBus
+from recomatrix.features.offline import ParquetLog
+from recomatrix.features.redis import RedisOnlineStore
+from recomatrix.stream.processor import StreamProcessor
+from recomatrix.tier.broadcast import ItemChange, ItemFeed
+from recomatrix.tier.snapshot import Snapshot, latest_snapshot
+from recomatrix.types import ItemId
+
+log = logging.getLogger(__name__)
+
+
+class ItemVectors:
+    """Item id -> retrieval vector: the snapshot's rows, overlaid by the item feed's changes."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self._keys = snapshot.keys()
+        self._matrix = snapshot.vectors()
+        self._changed: dict[ItemId, np.ndarray | None] = {}  # None: deleted since
+
+    def get(self, item_id: ItemId) -> np.ndarray | None:
+        if item_id in self._changed:
+            return self._changed[item_id]
+        key = self._keys.get(item_id)
+        return None if key is None else np.asarray(self._matrix[key], dtype=np.float32)
+
+    def apply(self, changes: list[ItemChange]) -> None:
+        for change in changes:
+            self._changed[change.item_id] = change.vector
+
+
+class Worker:
+    """One stream worker: a StreamProcessor over Redis plus the item feed it needs."""
+
+    def __init__(
+        self, settings: Settings, *, redis_url: str, snapshot: Snapshot, name: str
+    ) -> None:
+        self.vectors = ItemVectors(snapshot)
+        self.feed = ItemFeed.from_url(redis_url, dim=snapshot.manifest.dim)
+        self.offline = ParquetLog(root=settings.data.home / "offline")
+        self.processor = StreamProcessor(
+            bus=RedisStreamsBus.from_url(redis_url),
+            store=RedisOnlineStore.from_url(redis_url),
+            item_vector=self.vectors.get,
+            offline_sink=self.offline.append_events,
+            settings=settings.stream,
+            consumer=name,
+        )
+        self._after = snapshot.manifest.feed_after
+
+    def start(self) -> None:
+        self.feed.follow(self._after, self.vectors.apply)
+        self.processor.start()
+
+    def stop(self) -> bool:
+        """Finish and acknowledge the batch in hand, then stop; False if it did not finish
+        in time (it stays pending on the bus and is applied again, idempotently)."""
+        self.processor.stop()
+        finished = not self.processor.running
+        self.feed.close()
+        self.offline.close()
+        return finished
+
+
+def wait_for_snapshot(
+    settings: Settings, *, stopping: Callable[[], bool], poll_s: float = 0.5
+) -> Snapshot | None:
+    """The newest snapshot under the home, waiting for `serve` to bootstrap one if need be;
+    None when `stopping()` turns true first."""
+    home = settings.data.home
+    waited = False
+    while not stopping():
+        snapshot = latest_snapshot(home)
+        if snapshot is not None:
+            return snapshot
+        if not waited:
+            log.warning(
+                "no deployment snapshot under %s yet: waiting for "
+                "`recomatrix serve --backend redis` to bootstrap one",
+                home / "models",
+            )
+            waited = True
+        time.sleep(poll_s)
+    return None
+
+
+class StopFlag:
+    """Raised by a signal handler: a plain attribute, as taking a lock there could deadlock."""
+
+    def __init__(self) -> None:
+        self.raised = False
+
+    def __call__(self, *_: object) -> None:
+        self.raised = True
+
+    def is_set(self) -> bool:
+        return self.raised
+
+
+def run_worker(settings: Settings, *, redis_url: str, name: str, stop: StopFlag) -> int:
+    """Consume until `stop` is raised; the exit code (0: the last batch was acknowledged)."""
+    snapshot = wait_for_snapshot(settings, stopping=stop.is_set)
+    if snapshot is None:
+        return 0
+    worker = Worker(settings, redis_url=redis_url, snapshot=snapshot, name=name)
+    worker.start()
+    log.info("worker %s applying events with the item vectors of %s", name,
+             snapshot.manifest.version)  # fmt: skip
+    while not stop.is_set():
+        time.sleep(0.1)
+    finished = worker.stop()
+    log.info("worker %s stopped after applying %d events", name, worker.processor.applied)
+    return 0 if finished else 1

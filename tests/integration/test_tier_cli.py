@@ -1,0 +1,53 @@
+"""The server tier's commands refuse what cannot work, with a message that names the fix."""
+
+from __future__ import annotations
+
+import socket
+
+from typer.testing import CliRunner
+
+from recomatrix.cli import app
+
+runner = CliRunner()
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_a_worker_without_a_redis_url_asks_for_one() -> None:
+    result = runner.invoke(app, ["worker"], env={"RECOMATRIX_REDIS_URL": ""})
+    assert result.exit_code == 2
+    assert "--redis-url" in result.output
+
+
+def test_an_unreachable_redis_is_named_before_anything_is_built() -> None:
+    url = f"redis://127.0.0.1:{_closed_port()}/0"
+    for args in (
+        ["serve", "--backend", "redis", "--redis-url", url],
+        ["worker", "--redis-url", url],
+    ):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2
+        assert "cannot reach Redis" in result.output
+
+
+def test_a_redis_url_with_options_is_refused(redis_url: str) -> None:
+    result = runner.invoke(app, ["serve", "--backend", "redis", "--redis-url",
+                                 redis_url + "?partitions=2"])  # fmt: skip
+    assert result.exit_code == 2
+    assert "without options" in result.output
+
+
+def test_demo_points_to_serve_for_the_redis_tier() -> None:
+    result = runner.invoke(app, ["demo", "--backend", "redis"])
+    assert result.exit_code == 2
+    assert "serve --backend redis" in result.output
+
+
+def test_several_workers_need_the_redis_backend() -> None:
+    result = runner.invoke(app, ["serve", "--workers", "2"])
+    assert result.exit_code == 2
+    assert "--backend redis" in result.output
