@@ -28,8 +28,8 @@ lint: install ## ruff (lint + format check) and mypy --strict
 test: lint ## lint, type-check, then every test (unit, integration, end-to-end)
 	$(PY) -m pytest
 
-bench: install ## the request-path benchmark on the demo world (writes bench/results/)
-	$(PY) bench/request_path.py
+bench: install ## the performance suite at 1M items x 1M users (~20 min; writes bench/results/)
+	$(VENV)/bin/recomatrix bench --output bench/results/bench-1000000.json --plot docs/img/scaling.png
 
 clean: ## remove the venv, caches and the local model registry
 	rm -rf $(VENV) .recomatrix .pytest_cache .mypy_cache .ruff_cache

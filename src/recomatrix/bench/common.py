@@ -69,12 +69,18 @@ def machine() -> dict[str, object]:
     }
 
 
+# Import name -> distribution name, where they differ.
+_DISTRIBUTIONS = {"faiss": "faiss-cpu"}
+
+
 def versions(*modules: str) -> dict[str, str]:
-    """`__version__` of each module that imports, "n/a" for the others."""
+    """Installed version of each package (by its distribution), "n/a" when not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
     out = {}
     for name in modules:
         try:
-            out[name] = str(__import__(name).__version__)
-        except (ImportError, AttributeError):
+            out[name] = version(_DISTRIBUTIONS.get(name, name))
+        except PackageNotFoundError:
             out[name] = "n/a"
     return out

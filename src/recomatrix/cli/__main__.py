@@ -1,0 +1,3 @@
+from recomatrix.cli import app
+
+app()
