@@ -107,11 +107,6 @@ def build_engine(
             session_weight=settings.retrieval.session_weight,
             seed=settings.data.seed,
             sample_rate=settings.training.ranker_sample_rate,
-            neighbours=lambda query, k: [
-                item_id
-                for key, _ in index.search(query, k).row(0)
-                if (item_id := catalogue.item_id(key)) is not None
-            ],
             progress=lambda d, t: report("replay event log", d, t),
         )
         store.copy_on_write = True

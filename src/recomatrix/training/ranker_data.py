@@ -6,12 +6,12 @@ the user did with the item afterwards: engaged (click/like/complete) and complet
 
 Logs without impressions (MovieLens: ratings only) have no record of what was shown and
 ignored, so each sampled interaction becomes a row labelled by its own type, joined by
-`negatives` items labelled (0, 0) at the same moment: half drawn uniformly from the
-catalogue (the usual negative sampling for implicit feedback), half from the items the
-retrieval stage would hand the ranker for this user right then (`neighbours`), skipping
-the user's own history. Uniform negatives alone teach the ranker "popular beats random",
-which it never has to decide at serving time: it ranks retrieval candidates, which are all
-plausible, so it must learn to tell those apart (hard negatives).
+`negatives` items labelled (0, 0) at the same moment, drawn uniformly from the catalogue
+(the usual negative sampling for implicit feedback). With `neighbours`, half of them are
+instead items near the user's long-term vector that the user did not pick (hard
+negatives). That option is off in `build_engine`: on MovieLens it taught the ranker that
+similarity to the user's taste predicts a miss (NDCG@10 0.0119, below the frozen system's
+0.0243 in the same run), because only the negatives were drawn by similarity.
 """
 
 from __future__ import annotations
