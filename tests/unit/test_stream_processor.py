@@ -44,6 +44,9 @@ def test_clicks_pull_the_session_vector_towards_the_genre_and_skips_push_it_away
     assert user is not None
     session = user.session.at(130.0, half_life_s=600)
     assert session is not None and session @ VECTORS["thriller-1"] < 0
+    # Skips never count as recent items: the recent-genre feature must not grow with them.
+    assert "thriller-2" not in user.recent_items and "s0" not in user.recent_items
+    assert user.skipped["thriller-2"] == 127.0
 
 
 def test_complete_marks_the_item_watched_at_event_time() -> None:

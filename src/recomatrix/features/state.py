@@ -59,7 +59,7 @@ class UserState:
     user_id: UserId
     windows: WindowCounts = field(default_factory=WindowCounts)
     session: SessionVector = field(default_factory=SessionVector)
-    recent_items: list[ItemId] = field(default_factory=list)  # newest first
+    recent_items: list[ItemId] = field(default_factory=list)  # newest first, no skips
     watched: dict[ItemId, float] = field(default_factory=dict)  # item -> last watched ts
     skipped: dict[ItemId, float] = field(default_factory=dict)  # item -> last skipped ts
     long_term: np.ndarray | None = None  # the user tower's vector from the last training

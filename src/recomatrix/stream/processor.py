@@ -169,7 +169,9 @@ class StreamProcessor:
             user.session.add(
                 vector, weight=weight, ts=event.ts, half_life_s=settings.session_half_life_s
             )
-        if event.type != "impression":
+        # Recent items feed the "share of this genre in what you just watched" feature: a
+        # skip is the opposite of interest, so it must not make its genre look wanted.
+        if event.type not in ("impression", "skip"):
             if event.item_id in user.recent_items:
                 user.recent_items.remove(event.item_id)
             user.recent_items.insert(0, event.item_id)
