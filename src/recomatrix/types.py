@@ -16,14 +16,17 @@ EventType = Literal["impression", "view", "click", "like", "skip", "complete"]
 EVENT_TYPES: tuple[EventType, ...] = ("impression", "view", "click", "like", "skip", "complete")
 
 # How strongly each event type pulls the session interest vector towards (positive)
-# or away from (negative) the item's vector. Impressions say nothing about interest.
+# or away from (negative) the item's vector. Impressions say nothing about interest. A skip
+# weighs as much as a like: at -1, a session-only user who liked 6 items of a genre and then
+# skipped 12 more of it still saw the genre grow (the query is the session's direction,
+# and skips of other items of the genre barely turned it).
 ENGAGEMENT_WEIGHT: Mapping[str, float] = {
     "impression": 0.0,
     "view": 0.5,
     "click": 1.0,
     "like": 2.0,
     "complete": 2.0,
-    "skip": -1.0,
+    "skip": -2.0,
 }
 
 # Events after which the item counts as watched (for the "not again within 48 h" rule).
