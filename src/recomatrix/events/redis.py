@@ -135,6 +135,7 @@ class RedisStreamsBus:
         self._groups: set[str] = set()
         # (group, consumer) -> partitions just acquired, whose pending entries it takes over
         self._taking_over: dict[tuple[str, str], set[int]] = {}
+        self._started: set[tuple[str, str]] = set()  # (group, consumer) seen by consume
         meta = f"{namespace}:events:partitions"
         client.set(meta, partitions, nx=True)
         stored = int(cast(bytes, client.get(meta)))
@@ -181,6 +182,12 @@ class RedisStreamsBus:
     def consume(
         self, group: str, consumer: str, *, max_events: int, block_s: float
     ) -> list[Delivery]:
+        if (group, consumer) not in self._started:
+            # A consumer restarted under its old name (a supervised worker) keeps its
+            # leases, so nothing marks its partitions as newly acquired: take over what its
+            # previous incarnation left pending on them at this first call.
+            self._started.add((group, consumer))
+            self._take_over_later(group, consumer, range(self.partitions))
         try:
             return self._consume(group, consumer, max_events, block_s)
         except redis.exceptions.ResponseError as error:

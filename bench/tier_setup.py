@@ -1,0 +1,110 @@
+"""Local processes and synthetic events for the server-tier benchmarks (`tier.py`,
+`feast_compare/compare.py`): a dedicated redis-server, subprocesses stopped on exit, readiness
+and CPU scheduling of a process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import random
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from recomatrix.types import EVENT_TYPES, Event
+
+Json = dict[str, Any]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def running(
+    args: Sequence[str], log: Path, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A subprocess for the duration of the block, stopped with SIGINT (then SIGKILL)."""
+    process = subprocess.Popen(
+        list(args), env=env, stdout=subprocess.DEVNULL, stderr=log.open("wb")
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@contextlib.contextmanager
+def redis_server(directory: Path) -> Iterator[str]:
+    """A dedicated redis-server on a free port; yields its URL."""
+    port = free_port()
+    args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no", "--dir", str(directory)]  # fmt: skip
+    with running(args, directory / "redis.log"):
+        client = redis.Redis(port=port)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.exceptions.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("redis-server did not start within 10 s") from None
+                time.sleep(0.05)
+        client.close()
+        yield f"redis://127.0.0.1:{port}/0"
+
+
+def wait_ready(base_url: str, *, timeout_s: float = 600) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError, http.client.HTTPException):
+            if get_json(base_url, "/readyz")[0] == 200:
+                return
+        time.sleep(0.5)
+    raise RuntimeError(f"{base_url} was not ready within {timeout_s:.0f} s")
+
+
+def get_json(base_url: str, path: str) -> tuple[int, Json]:
+    host, port = base_url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        conn.close()
+
+
+def make_events(prefix: str, n: int, users: Sequence[str], items: Sequence[str]) -> list[Event]:
+    rng, now = random.Random(prefix), time.time()
+    return [Event(f"{prefix}-{k}", rng.choice(users), rng.choice(items), rng.choice(EVENT_TYPES),
+                  now) for k in range(n)]  # fmt: skip
+
+
+def scheduled_s(pid: int) -> tuple[float, float]:
+    """(seconds on a CPU, seconds runnable but waiting for one) of all a process's threads,
+    from Linux schedstats: the wait shows a process starved by the machine, not by Redis."""
+    totals = [0, 0]
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # a thread that just ended
+            running_ns, waiting_ns, _ = (task / "schedstat").read_text().split()
+            totals[0] += int(running_ns)
+            totals[1] += int(waiting_ns)
+    return totals[0] / 1e9, totals[1] / 1e9
