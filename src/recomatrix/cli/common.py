@@ -24,7 +24,13 @@ Port = Annotated[int, typer.Option(envvar="RECOMATRIX_PORT", min=1, max=65535)]
 Dataset = Annotated[
     str, typer.Option(envvar="RECOMATRIX_DATASET", help="synthetic | movielens (bootstrap data).")
 ]
-Backend = Annotated[str, typer.Option(envvar="RECOMATRIX_BACKEND", help="memory (redis: planned).")]
+Backend = Annotated[
+    str,
+    typer.Option(
+        envvar="RECOMATRIX_BACKEND",
+        help="memory (the demo is embedded; `serve --backend redis` runs the Redis tier).",
+    ),
+]
 ConfigFile = Annotated[
     Path | None, typer.Option("--config", envvar="RECOMATRIX_CONFIG", help="A TOML settings file.")
 ]
