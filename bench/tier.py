@@ -183,7 +183,7 @@ def apply_capacity(url: str, world: World, *, workers: list[int], n: int) -> Jso
     with the share of a core redis-server and each worker ran, and waited to run, meanwhile."""
     bus = RedisStreamsBus.from_url(url)
     server = int(bus.client.info("server")["process_id"])
-    events = make_events(f"burst{len(workers)}", n, *world)
+    events = make_events(f"burst{len(workers)}-{time.time_ns()}", n, *world)
     pids = {"redis": server, **{f"worker{k + 1}": pid for k, pid in enumerate(workers)}}
     before = {name: scheduled_s(pid) for name, pid in pids.items()}
     started = time.monotonic()
@@ -207,7 +207,7 @@ def _load(url: str, rate: float, world: World, started: Any, stop: Any, out: Any
     begin = time.monotonic()
     started.set()
     while not stop.is_set():
-        bus.publish(make_events(f"load{rate:g}-{ticks}", per_tick, *world))
+        bus.publish(make_events(f"load-{os.getpid()}-{ticks}", per_tick, *world))
         ticks += 1
         time.sleep(max(0.0, begin + ticks * tick - time.monotonic()))
     out.put(ticks * per_tick / (time.monotonic() - begin))
@@ -235,7 +235,7 @@ def visibility(url: str, world: World, *, rate: float, probes: int, label: str) 
             overloaded = time.perf_counter() - started > GIVE_UP_S
             if overloaded:
                 break
-            time.sleep(0.0005)
+            time.sleep(0.001)  # 1 ms resolution; faster polling takes CPU from the workers
         if overloaded:  # the backlog grows: the workers cannot keep up with this load
             break
         samples.append((time.perf_counter() - started) * 1000)
@@ -302,7 +302,8 @@ def redis_items(url: str) -> list[str]:
 def run_workers(
     url: str, home: Path, folder: Path, env: dict[str, str], world: World, probes: int
 ) -> list[Json]:
-    """Apply capacity and visibility with 1, then 2 `recomatrix worker` processes."""
+    """Apply capacity (the best of 3 bursts: the machine is shared) and visibility with 1,
+    then 2 `recomatrix worker` processes."""
     rows, pids = [], []
     with contextlib.ExitStack() as workers:
         bus = RedisStreamsBus.from_url(url)
@@ -312,7 +313,8 @@ def run_workers(
             pids.append(workers.enter_context(running(command, folder / f"w{n}.log", env)).pid)
             wait_drained(bus)  # the HTTP ingestion backlog
             wait_sharing(bus, [f"bench-w{k}" for k in range(1, n + 1)])
-            capacity = apply_capacity(url, world, workers=pids, n=50_000)
+            bursts = [apply_capacity(url, world, workers=pids, n=50_000) for _ in range(3)]
+            capacity = {**max(bursts, key=lambda b: b["events_per_s"]), "bursts": bursts}
             print(json.dumps(capacity), flush=True)
             for rate in (1000.0, *(round(f * capacity["events_per_s"], -2) for f in (0.5, 0.8))):
                 row = {
@@ -339,7 +341,9 @@ def main() -> None:
     world_args = ["--items", str(args.items), "--users", str(args.users), "--encoder",
                   args.encoder]  # fmt: skip
     env = {**os.environ, "RECOMATRIX_DATA__N_EVENTS": str(args.events)}
-    result: Json = {"machine": machine(), "versions": versions("redis", "orjson", "numpy"),
+    started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    result: Json = {"started_utc": started, "machine": machine(),
+                    "versions": versions("redis", "orjson", "numpy"),
                     "redis_server": subprocess.run(["redis-server", "--version"], text=True,
                                                    capture_output=True).stdout.strip(),
                     "world": {"items": args.items, "users": args.users, "events": args.events,

@@ -284,9 +284,10 @@ class Engine:
         `OverflowError` when it is full; the batch was not accepted in either case.
         """
         now = time.monotonic()
-        with self._accepted_lock:
-            for event in events:
-                self._accepted_at[event.event_id] = now
+        if self.process_events:  # only this process's processor ever pops these (lag metric)
+            with self._accepted_lock:
+                for event in events:
+                    self._accepted_at[event.event_id] = now
         try:
             self._fallback.bus_breaker.call(lambda: self.bus.publish(events))
         except Exception:
