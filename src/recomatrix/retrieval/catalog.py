@@ -78,9 +78,7 @@ class Catalogue:
     def vectors(self, item_ids: Sequence[ItemId]) -> np.ndarray:
         """Retrieval vectors of live items, in order (zero rows for unknown ids)."""
         keys = np.fromiter((self._keys.get(i, -1) for i in item_ids), dtype=np.int64)
-        out = self._vectors[np.maximum(keys, 0)].astype(np.float32)
-        out[keys < 0] = 0.0
-        return out
+        return self.vectors_at(keys)
 
     def vectors_at(self, keys: np.ndarray) -> np.ndarray:
         """Vectors by key (no id lookups: the request path's candidates carry their keys);
