@@ -37,9 +37,9 @@ from feast.value_type import ValueType  # noqa: E402
 
 from recomatrix.bench.common import machine, percentiles, versions  # noqa: E402
 from recomatrix.events.redis import RedisStreamsBus  # noqa: E402
-from recomatrix.features.codec import FIELDS  # noqa: E402
 from recomatrix.features.redis import RedisOnlineStore  # noqa: E402
 from recomatrix.features.state import UserState  # noqa: E402
+from recomatrix.features.windows import FIELDS  # noqa: E402
 from recomatrix.stream.processor import StreamProcessor  # noqa: E402
 from recomatrix.types import Event  # noqa: E402
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recomatrix.features.windows import WINDOWS, WindowCounts
+from recomatrix.features.windows import HEADER, ROW, WINDOWS, WindowCounts
 
 events = st.lists(
     st.tuples(st.sampled_from(["click", "skip", "view"]), st.floats(0, 200_000)),
@@ -50,3 +51,51 @@ def test_copy_is_independent_of_the_original() -> None:
     clone.add("click", ts=11.0)
     assert counts.get("5m", now=12.0) == {"click": 1.0}
     assert clone.get("5m", now=12.0) == {"click": 2.0}
+
+
+@settings(max_examples=100, deadline=None)
+@given(events, st.floats(0, 100_000))
+def test_late_events_and_packing_keep_the_recount(log: list[tuple[str, float]], lag: float) -> None:
+    # Events arrive out of order (a late event's bucket sits before newer rows) and the
+    # state goes through its packed bytes between events, as it does through Redis.
+    counts = WindowCounts()
+    for name, ts in log:
+        counts = WindowCounts(counts.to_bytes())
+        counts.add(name, ts=ts)
+    now = max((ts for _, ts in log), default=0.0) + lag
+    for window in WINDOWS:
+        # A late event older than the newest row's window is pruned: reads happen at or
+        # after the newest event, so it could never be counted again.
+        want = recount([e for e in log if e[1] <= now], window.name, now)
+        assert counts.get(window.name, now=now) == want
+
+
+def test_amounts_are_summed_and_leave_with_their_bucket() -> None:
+    counts = WindowCounts()
+    counts.add("watch_seconds", ts=1_000.0, amount=42.5)
+    counts.add("watch_seconds", ts=1_005.0, amount=7.5)
+    counts.add("watch_seconds", ts=1_400.0, amount=10.0)
+    assert counts.get("5m", now=1_400.0) == {"watch_seconds": 10.0}
+    assert counts.get("1h", now=1_400.0) == {"watch_seconds": 60.0}
+
+
+def test_a_long_stream_keeps_only_the_buckets_its_windows_can_still_count() -> None:
+    counts = WindowCounts()
+    for minute in range(3 * 24 * 60):  # three days, one click a minute
+        counts.add("click", ts=minute * 60.0)
+    now = (3 * 24 * 60 - 1) * 60.0
+    assert counts.get("5m", now=now) == {"click": 5.0}
+    assert counts.get("1h", now=now) == {"click": 60.0}
+    assert counts.get("24h", now=now)["click"] > 23 * 60
+    rows = (len(counts.to_bytes()) - HEADER.size) // ROW.size
+    assert rows <= sum(w.n_buckets + 1 for w in WINDOWS)
+
+
+def test_unknown_fields_and_damaged_bytes_are_refused() -> None:
+    with pytest.raises(ValueError, match="watch_seconds"):
+        WindowCounts().add("purchase", ts=1.0)
+    counts = WindowCounts()
+    counts.add("click", ts=1.0)
+    with pytest.raises(ValueError, match="rows"):
+        WindowCounts(counts.to_bytes()[:-3])
+    assert not WindowCounts() and counts

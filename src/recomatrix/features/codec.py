@@ -9,7 +9,9 @@ read by `decode_item`; its layout:
     rows    <i7f       per window, oldest bucket first: bucket index, 7 amounts (float32)
 
 Totals are float64 sums of the rows. Counts are exact (float32 holds integers up to 2^24
-per bucket); watch seconds keep float32 precision per bucket.
+per bucket); watch seconds keep float32 precision per bucket. After the 16-byte prefix this
+is exactly `WindowCounts`' own packed layout (`windows.PACKED_LAYOUT`), so decoding an item
+is a copy, and a user's windows travel inside its msgpack map as those same bytes.
 """
 
 from __future__ import annotations
@@ -23,16 +25,13 @@ import msgpack  # type: ignore[import-untyped]  # ships no type information
 import numpy as np
 
 from recomatrix.features.state import ItemState, SessionVector, UserState
-from recomatrix.features.windows import WINDOWS, WindowCounts
-from recomatrix.types import EVENT_TYPES, ItemId
+from recomatrix.features.windows import FIELDS, ROW, WINDOWS, WindowCounts
+from recomatrix.features.windows import HEADER as WINDOWS_HEADER
+from recomatrix.types import ItemId
 
-FIELDS: tuple[str, ...] = (*EVENT_TYPES, "watch_seconds")
-FIELD_INDEX: dict[str, int] = {name: i for i, name in enumerate(FIELDS)}
-HEADER = struct.Struct(f"<dd{len(FIELDS) * len(WINDOWS)}d{len(WINDOWS)}i")
-ROW = struct.Struct(f"<i{len(FIELDS)}f")
-_BUCKET = struct.Struct("<i")
-_COUNTS = 2 + len(FIELDS) * len(WINDOWS)  # header position of the first window's row count
-_SLOT = {window.name: (w, window) for w, window in enumerate(WINDOWS)}
+# An item blob is its total engagement and last event time, then its packed windows.
+_ITEM_PREFIX = struct.Struct("<dd")
+HEADER = struct.Struct("<dd" + WINDOWS_HEADER.format.lstrip("<"))
 
 # msgpack extension codes for the few non-JSON values a user state holds.
 _EXT_ARRAY, _EXT_WINDOWS, _EXT_SESSION = 1, 2, 3
@@ -128,100 +127,11 @@ return 1
 )
 
 
-class PackedWindowCounts(WindowCounts):
-    """Item windows read from a packed blob, decoding bucket rows only when a read needs them.
-
-    `get` at a time whose window still holds every stored bucket is the stored totals
-    (the common case: an item read soon after its last event); otherwise it subtracts the
-    few rows that left the window. `add` and `copy` first unpack into the plain dicts.
-    """
-
-    __slots__ = ("_blob", "_header", "_offsets")
-
-    def __init__(self, blob: bytes) -> None:
-        super().__init__()
-        self._blob: bytes | None = blob
-        self._header = HEADER.unpack_from(blob, 0)
-        offsets, offset = [], HEADER.size
-        for n_rows in self._header[_COUNTS:]:
-            offsets.append(offset)
-            offset += n_rows * ROW.size
-        self._offsets = offsets
-
-    @property
-    def total_engaged(self) -> float:
-        return float(self._header[0])
-
-    @property
-    def last_ts(self) -> float:
-        return float(self._header[1])
-
-    def get(self, window_name: str, *, now: float) -> dict[str, float]:
-        blob = self._blob
-        if blob is None:
-            return super().get(window_name, now=now)
-        w, window = _SLOT[window_name]
-        n_rows = self._header[_COUNTS + w]
-        if not n_rows:
-            return {}
-        newest = window.bucket_of(now)
-        oldest = newest - window.n_buckets  # buckets <= oldest have left the window
-        start = self._offsets[w]
-        end = start + (n_rows - 1) * ROW.size  # the newest row
-        sums = self._header[2 + w * len(FIELDS) : 2 + (w + 1) * len(FIELDS)]
-        # Rows are sorted by bucket: those outside the window are a prefix (expired) and,
-        # for a read in the past, a suffix; subtract just those from the totals.
-        left, first, last = [], start, end
-        while first <= last and (row := ROW.unpack_from(blob, first))[0] <= oldest:
-            left.append(row)
-            first += ROW.size
-        while first <= last and (row := ROW.unpack_from(blob, last))[0] > newest:
-            left.append(row)
-            last -= ROW.size
-        if first > last:
-            return {}
-        if left:
-            sums = tuple(t - sum(r[f + 1] for r in left) for f, t in enumerate(sums))
-        return {name: amount for name, amount in zip(FIELDS, sums, strict=True) if amount > 1e-9}
-
-    def add(self, name: str, *, ts: float, amount: float = 1.0) -> None:
-        self._unpack()
-        super().add(name, ts=ts, amount=amount)
-
-    def copy(self) -> WindowCounts:
-        self._unpack()
-        return super().copy()
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, WindowCounts):
-            return NotImplemented
-        self._unpack()
-        if isinstance(other, PackedWindowCounts):
-            other._unpack()
-        return (self.buckets, self.totals) == (other.buckets, other.totals)
-
-    __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclass it extends
-
-    def _unpack(self) -> None:
-        blob, self._blob = self._blob, None
-        if blob is None:
-            return
-        for w, window in enumerate(WINDOWS):
-            start, n_rows = self._offsets[w], self._header[_COUNTS + w]
-            if not n_rows:
-                continue
-            buckets = self.buckets.setdefault(window.name, {})
-            totals = self.totals.setdefault(window.name, {})
-            for bucket, *amounts in ROW.iter_unpack(blob[start : start + n_rows * ROW.size]):
-                buckets[bucket] = {n: a for n, a in zip(FIELDS, amounts, strict=True) if a}
-                for n, a in buckets[bucket].items():
-                    totals[n] = totals.get(n, 0.0) + a
-
-
 def decode_item(item_id: ItemId, blob: bytes) -> ItemState:
     """The `ItemState` held in a packed item blob."""
-    windows = PackedWindowCounts(blob)
-    return ItemState(item_id, windows, windows.total_engaged, windows.last_ts)
+    total_engaged, last_ts = _ITEM_PREFIX.unpack_from(blob, 0)
+    windows = WindowCounts(memoryview(blob)[_ITEM_PREFIX.size :])
+    return ItemState(item_id, windows, total_engaged, last_ts)
 
 
 def encode_user(state: UserState) -> bytes:
@@ -242,8 +152,7 @@ def _to_ext(value: Any) -> Any:
         payload = [value.dtype.str, list(value.shape), value.tobytes()]
         return msgpack.ExtType(_EXT_ARRAY, msgpack.packb(payload))
     if isinstance(value, WindowCounts):
-        plain = value.copy() if isinstance(value, PackedWindowCounts) else value
-        return msgpack.ExtType(_EXT_WINDOWS, msgpack.packb([plain.buckets, plain.totals]))
+        return msgpack.ExtType(_EXT_WINDOWS, value.to_bytes())
     if isinstance(value, SessionVector):
         payload = [value.vector, value.ts]
         return msgpack.ExtType(_EXT_SESSION, msgpack.packb(payload, default=_to_ext))
@@ -257,8 +166,7 @@ def _from_ext(code: int, data: bytes) -> Any:
         dtype, shape, raw = msgpack.unpackb(data)
         return np.frombuffer(raw, dtype=np.dtype(dtype)).reshape(shape)
     if code == _EXT_WINDOWS:
-        buckets, totals = msgpack.unpackb(data, strict_map_key=False)
-        return WindowCounts(buckets, totals)
+        return WindowCounts(data)
     if code == _EXT_SESSION:
         vector, ts = msgpack.unpackb(data, ext_hook=_from_ext)
         return SessionVector(vector, ts)

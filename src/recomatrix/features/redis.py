@@ -27,15 +27,9 @@ from redis.retry import Retry
 
 from recomatrix.backends import split_url_options
 from recomatrix.features.base import ItemCount
-from recomatrix.features.codec import (
-    FIELD_INDEX,
-    FIELDS,
-    ITEM_COUNT_LUA,
-    decode_item,
-    decode_user,
-    encode_user,
-)
+from recomatrix.features.codec import ITEM_COUNT_LUA, decode_item, decode_user, encode_user
 from recomatrix.features.state import ENGAGED, ItemState, UserState
+from recomatrix.features.windows import FIELD_INDEX, FIELDS
 from recomatrix.types import ItemId, UserId
 
 _DAY_S = 86400.0

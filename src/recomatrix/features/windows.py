@@ -3,11 +3,23 @@
 Each window is a ring of time buckets (10 s, 2 min, 1 h wide), so a window slides at its
 bucket's granularity: an event at `ts` is inside window `w` at time `now` when its bucket
 is one of the last `w.span // w.bucket` buckets up to and including `now`'s bucket.
+
+`WindowCounts` keeps all three rings in one packed `bytearray` (the layout the Redis tier
+stores, `PACKED_LAYOUT`), not in nested dicts: a user with a handful of events costs ~600
+bytes instead of ~3.5 kB, which is what lets a million users' live state fit in memory,
+and encoding a state for Redis is a copy.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import struct
+from dataclasses import dataclass
+
+from recomatrix.types import EVENT_TYPES
+
+# The amounts every window counts, in packed order.
+FIELDS: tuple[str, ...] = (*EVENT_TYPES, "watch_seconds")
+FIELD_INDEX: dict[str, int] = {name: i for i, name in enumerate(FIELDS)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,17 +54,29 @@ WINDOWS: tuple[Window, ...] = (
     Window("1h", 3600, 120),
     Window("24h", 86400, 3600),
 )
-
-
 WINDOW_BY_NAME: dict[str, Window] = {w.name: w for w in WINDOWS}
 
+_NF, _NW = len(FIELDS), len(WINDOWS)
+# header: per window, the float64 total of each field, then each window's number of rows;
+# rows:   per window, oldest bucket first: bucket index, then each field's float32 amount.
+HEADER = struct.Struct(f"<{_NF * _NW}d{_NW}i")
+ROW = struct.Struct(f"<i{_NF}f")
+PACKED_LAYOUT = (HEADER.format, ROW.format)
+_I32, _F32, _F64 = struct.Struct("<i"), struct.Struct("<f"), struct.Struct("<d")
+_COUNT_AT = 8 * _NF * _NW  # byte offset of the first window's row count
+_TOTALS = struct.Struct(f"<{_NF}d")
+_ZEROS = (0.0,) * _NF
+_EMPTY = HEADER.pack(*((0.0,) * (_NF * _NW)), *((0,) * _NW))
+_SLOT = {window.name: (w, window) for w, window in enumerate(WINDOWS)}
 
-@dataclass(slots=True)
+
 class WindowCounts:
-    """Counts of named fields (event types, `watch_seconds`) in each rolling window.
+    """Counts of `FIELDS` (event types, `watch_seconds`) in each rolling window.
 
-    Each window keeps its buckets and their running totals, so a read only subtracts the
-    few buckets that expired since the last event instead of re-adding every bucket.
+    Each window keeps its bucket rows and their running totals, so a read only subtracts
+    the few rows that left the window since the last event instead of re-adding every row.
+    Totals are float64 sums of the rows as stored (float32: counts are exact up to 2^24 per
+    bucket), the same arithmetic as the Redis tier's Lua script.
 
     >>> w = WindowCounts()
     >>> w.add("click", ts=100.0)
@@ -61,56 +85,115 @@ class WindowCounts:
     (2.0, 1.0)
     """
 
-    # window name -> bucket index -> field -> amount
-    buckets: dict[str, dict[int, dict[str, float]]] = field(default_factory=dict)
-    # window name -> field -> sum over that window's buckets
-    totals: dict[str, dict[str, float]] = field(default_factory=dict)
+    __slots__ = ("_buf",)
+
+    def __init__(self, packed: bytes | bytearray | memoryview | None = None) -> None:
+        if packed is None:
+            self._buf = bytearray(_EMPTY)
+            return
+        buf = bytearray(packed)
+        if len(buf) < HEADER.size:
+            raise ValueError(f"packed windows need {HEADER.size} header bytes, got {len(buf)}")
+        rows = sum(struct.unpack_from(f"<{_NW}i", buf, _COUNT_AT))
+        if len(buf) != HEADER.size + rows * ROW.size:
+            raise ValueError(f"packed windows of {rows} rows cannot be {len(buf)} bytes long")
+        self._buf = buf
+
+    def to_bytes(self) -> bytes:
+        """The packed layout (`PACKED_LAYOUT`); `WindowCounts(blob)` reads it back."""
+        return bytes(self._buf)
+
+    def copy(self) -> WindowCounts:
+        clone = WindowCounts.__new__(WindowCounts)
+        clone._buf = bytearray(self._buf)
+        return clone
+
+    def __bool__(self) -> bool:
+        """False until something was counted."""
+        return len(self._buf) > HEADER.size
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, WindowCounts):
+            return NotImplemented
+        return self._buf == other._buf
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        rows = (len(self._buf) - HEADER.size) // ROW.size
+        return f"WindowCounts({rows} rows)"
 
     def add(self, name: str, *, ts: float, amount: float = 1.0) -> None:
         """Count `amount` of `name` at event time `ts` in every window."""
-        for window in WINDOWS:
-            ring = self.buckets.setdefault(window.name, {})
-            fields = ring.setdefault(window.bucket_of(ts), {})
-            fields[name] = fields.get(name, 0.0) + amount
-            totals = self.totals.setdefault(window.name, {})
-            totals[name] = totals.get(name, 0.0) + amount
-            if len(ring) > window.n_buckets + 1:
-                self._prune(window, ring, totals)
-
-    def copy(self) -> WindowCounts:
-        return WindowCounts(
-            {w: {i: dict(f) for i, f in ring.items()} for w, ring in self.buckets.items()},
-            {w: dict(t) for w, t in self.totals.items()},
-        )
+        field = FIELD_INDEX.get(name)
+        if field is None:
+            raise ValueError(f"windows count {', '.join(FIELDS)}; got {name!r}")
+        buf, start = self._buf, HEADER.size
+        for w, window in enumerate(WINDOWS):
+            (n,) = _I32.unpack_from(buf, _COUNT_AT + 4 * w)
+            bucket = window.bucket_of(ts)
+            pos = end = start + n * ROW.size
+            while pos > start and _I32.unpack_from(buf, pos - ROW.size)[0] > bucket:
+                pos -= ROW.size  # a late event: its bucket sits before newer rows
+            if pos > start and _I32.unpack_from(buf, pos - ROW.size)[0] == bucket:
+                row = pos - ROW.size
+            else:
+                buf[pos:pos] = ROW.pack(bucket, *_ZEROS)
+                row, n, end = pos, n + 1, end + ROW.size
+                _I32.pack_into(buf, _COUNT_AT + 4 * w, n)
+            at = row + 4 + 4 * field
+            (old,) = _F32.unpack_from(buf, at)
+            _F32.pack_into(buf, at, old + amount)
+            (new,) = _F32.unpack_from(buf, at)
+            total_at = 8 * (w * _NF + field)
+            _F64.pack_into(buf, total_at, _F64.unpack_from(buf, total_at)[0] + new - old)
+            if n > window.n_buckets + 1:
+                end -= self._prune(w, window, start, n)
+            start = end
 
     def get(self, window_name: str, *, now: float) -> dict[str, float]:
         """Sum of each field over the window ending at `now`."""
-        window = WINDOW_BY_NAME[window_name]
-        ring = self.buckets.get(window_name)
-        if not ring:
+        w, window = _SLOT[window_name]
+        buf = self._buf
+        counts = struct.unpack_from(f"<{_NW}i", buf, _COUNT_AT)
+        if not counts[w]:
             return {}
         newest = window.bucket_of(now)
         oldest = newest - window.n_buckets  # buckets <= oldest have left the window
-        outside = [i for i in ring if i <= oldest or i > newest]
-        if not outside:
-            return dict(self.totals[window_name])
-        if len(outside) == len(ring):
+        first = HEADER.size + ROW.size * sum(counts[:w])
+        last = first + ROW.size * (counts[w] - 1)  # the newest row
+        sums = _TOTALS.unpack_from(buf, 8 * w * _NF)
+        # Rows are sorted by bucket: those outside the window are a prefix (expired) and,
+        # for a read in the past, a suffix; subtract just those from the totals.
+        left = []
+        while first <= last and _I32.unpack_from(buf, first)[0] <= oldest:
+            left.append(ROW.unpack_from(buf, first))
+            first += ROW.size
+        while first <= last and _I32.unpack_from(buf, last)[0] > newest:
+            left.append(ROW.unpack_from(buf, last))
+            last -= ROW.size
+        if first > last:
             return {}
-        totals = dict(self.totals[window_name])
-        for index in outside:
-            for key, amount in ring[index].items():
-                totals[key] -= amount
-        return {k: v for k, v in totals.items() if v > 1e-9}
+        if left:
+            sums = tuple(t - sum(r[f + 1] for r in left) for f, t in enumerate(sums))
+        return {name: amount for name, amount in zip(FIELDS, sums, strict=True) if amount > 1e-9}
 
     def all(self, *, now: float) -> dict[str, dict[str, float]]:
         """Every window's totals: `{"5m": {...}, "1h": {...}, "24h": {...}}`."""
         return {w.name: self.get(w.name, now=now) for w in WINDOWS}
 
-    @staticmethod
-    def _prune(window: Window, ring: dict[int, dict[str, float]], totals: dict[str, float]) -> None:
-        # Keep the newest n_buckets buckets; older ones can never be counted again
-        # because reads happen at or after the newest event's time.
-        newest = max(ring)
-        for index in [i for i in ring if i <= newest - window.n_buckets]:
-            for key, amount in ring.pop(index).items():
-                totals[key] -= amount
+    def _prune(self, w: int, window: Window, start: int, n: int) -> int:
+        """Drop window `w`'s rows that can never be counted again (reads happen at or after
+        the newest event's time); returns the bytes removed."""
+        buf = self._buf
+        floor = _I32.unpack_from(buf, start + (n - 1) * ROW.size)[0] - window.n_buckets
+        cut = start
+        totals = list(_TOTALS.unpack_from(buf, 8 * w * _NF))
+        while cut < start + n * ROW.size and _I32.unpack_from(buf, cut)[0] <= floor:
+            for f, amount in enumerate(ROW.unpack_from(buf, cut)[1:]):
+                totals[f] -= amount
+            cut += ROW.size
+        _TOTALS.pack_into(buf, 8 * w * _NF, *totals)
+        _I32.pack_into(buf, _COUNT_AT + 4 * w, n - (cut - start) // ROW.size)
+        del buf[start:cut]
+        return cut - start
