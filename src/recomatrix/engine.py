@@ -149,18 +149,15 @@ class Engine:
         candidates = self._sources_reading(reads).retrieve(query)
         clock.lap("retrieval")
 
-        ids = [c.item_id for c in candidates]
-        items = [self.catalogue.get(i) for i in ids]
-        live = [(c, it) for c, it in zip(candidates, items, strict=True) if it is not None]
-        candidates, known = [c for c, _ in live], [it for _, it in live]
+        candidates = [c for c in candidates if c.item_id in self.catalogue]  # none deleted since
         states = reads.get_items([c.item_id for c in candidates])
         recent = user.recent_items[:20] if user else []
         view = UserView.of(
             user, now=now, query=query, session=session, long_term=long_term,
-            recent_genres=[it.genre for i in recent if (it := self.catalogue.get(i)) is not None],
+            recent_genres=self.catalogue.primary_genres(recent),
         )  # fmt: skip
         vectors = self.catalogue.vectors_at(np.fromiter((c.key for c in candidates), np.int64))
-        features = build_features(view, known, states, vectors, now=now)
+        features = build_features(view, candidates, states, vectors, now=now)
         clock.lap("enrich")
 
         scores = models.ranker.score(features)
@@ -254,11 +251,11 @@ class Engine:
         return frozenset(i for i, ts in user.skipped.items() if now - ts < window)
 
     def _popular_candidate(self, item_id: ItemId) -> Candidate | None:
-        item = self.catalogue.get(item_id)
-        if item is None:
+        traits = self.catalogue.traits_of(item_id)
+        if traits is None:
             return None
-        return Candidate(item_id, "popular", genre=item.genre, creator_id=item.creator_id,
-                         sponsored=item.sponsored)  # fmt: skip
+        return Candidate(item_id, "popular", genre=traits.genre, creator_id=traits.creator_id,
+                         sponsored=traits.sponsored)  # fmt: skip
 
     def _log_impressions(
         self, user_id: UserId, served: list[Candidate], rows: dict[ItemId, np.ndarray],
@@ -354,11 +351,11 @@ class Engine:
         found = self.index.search(vector, n + 1).row(0)
         out: list[Candidate] = []
         for key, similarity in found:
-            other = self.catalogue.item_id(key)
-            item = self.catalogue.get(other) if other else None
-            if item is not None and other != item_id:
-                out.append(Candidate(item.item_id, "similar", similarity, similarity,
-                                     item.genre, item.creator_id, item.sponsored))  # fmt: skip
+            other, traits = self.catalogue.item_id(key), self.catalogue.traits(key)
+            if other is not None and traits is not None and other != item_id:
+                genre, creator, sponsored, _ = traits
+                out.append(Candidate(other, "similar", similarity, similarity, genre, creator,
+                                     sponsored))  # fmt: skip
         return out[:n]
 
     def user_features(self, user_id: UserId, *, now: float | None = None) -> dict[str, object]:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import heapq
 import threading
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Generic, TypeVar
 
 from recomatrix.features.base import ItemCount
 from recomatrix.features.profiles import UserProfiles
@@ -17,8 +16,8 @@ from recomatrix.types import ItemId, UserId
 class MemoryOnlineStore:
     """Satisfies `OnlineStore` with plain dicts; state lives as long as the process.
 
-    Remembers the newest `max_event_ids` applied event ids (and as many (event, item)
-    counts) for idempotency, so a redelivered event is ignored as long as it comes back
+    Remembers at least the newest `max_event_ids` applied event ids (and as many (event,
+    item) counts) for idempotency, so a redelivered event is ignored as long as it comes back
     within that many newer events. Stored states are never mutated: a write replaces them,
     so a reader keeps a consistent snapshot (copy-on-write).
     """
@@ -33,9 +32,8 @@ class MemoryOnlineStore:
         self._items: dict[ItemId, ItemState] = {}
         self._trending: dict[ItemId, float] = {}
         self._top: tuple[int, list[tuple[ItemId, float]]] | None = None  # (k, top k) cache
-        self._seen: OrderedDict[str, None] = OrderedDict()
-        self._counted: OrderedDict[tuple[str, ItemId], None] = OrderedDict()
-        self._max_event_ids = max_event_ids
+        self._seen: RecentKeys[str] = RecentKeys(max_event_ids)
+        self._counted: RecentKeys[tuple[str, ItemId]] = RecentKeys(max_event_ids)
         # False only while nobody reads (bulk bootstrap): item writes then mutate in place.
         self.copy_on_write = True
 
@@ -56,7 +54,7 @@ class MemoryOnlineStore:
         with self._lock:
             for state in states:
                 self._users[state.user_id] = state
-            _remember(self._seen, applied_events, self._max_event_ids)
+            self._seen.update(applied_events)
 
     def get_items(self, item_ids: Sequence[ItemId]) -> list[ItemState | None]:
         with self._lock:
@@ -85,7 +83,7 @@ class MemoryOnlineStore:
                     state.total_engaged += count.amount
                 state.last_ts = max(state.last_ts, count.ts)
             self._items.update(changed)
-            _remember(self._counted, fresh, self._max_event_ids)
+            self._counted.update(fresh)
 
     def delete_items(self, item_ids: Sequence[ItemId]) -> None:
         with self._lock:
@@ -117,8 +115,39 @@ def _score(entry: tuple[ItemId, float]) -> float:
     return entry[1]
 
 
-def _remember(seen: OrderedDict[Any, None], keys: Iterable[Any], limit: int) -> None:
-    for key in keys:
-        seen[key] = None
-    while len(seen) > limit:
-        seen.popitem(last=False)
+K = TypeVar("K")
+
+
+class RecentKeys(Generic[K]):
+    """A bounded memory of keys: remembers at least the newest `keep`, holds at most 2x that.
+
+    Two generations of plain sets: when the new one is full it becomes the old one and the
+    previous old one is dropped. Half the memory of an insertion-ordered dict (no linked
+    list, no per-key eviction), and O(1) amortised.
+
+    >>> keys = RecentKeys[str](2)
+    >>> keys.update(["a", "b", "c", "d", "e"])
+    >>> [k in keys for k in "abcde"]
+    [False, False, True, True, True]
+    """
+
+    __slots__ = ("_keep", "_new", "_old")
+
+    def __init__(self, keep: int) -> None:
+        if keep < 1:
+            raise ValueError(f"keep must be >= 1, got {keep}")
+        self._keep = keep
+        self._new: set[K] = set()
+        self._old: set[K] = set()
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._new or key in self._old
+
+    def update(self, keys: Iterable[K]) -> None:
+        for key in keys:
+            if len(self._new) >= self._keep:
+                self._old, self._new = self._new, set()
+            self._new.add(key)
+
+    def __len__(self) -> int:
+        return len(self._new) + len(self._old)

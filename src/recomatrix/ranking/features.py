@@ -10,12 +10,25 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
 from recomatrix.features.state import ItemState, ItemStats, UserState
 from recomatrix.retrieval.index import normalise
-from recomatrix.types import Item
+
+
+class ItemTraits(Protocol):
+    """What the features read of a candidate item: an `Item`, a `Candidate` or the
+    catalogue's `Traits` all have it."""
+
+    @property
+    def genre(self) -> str: ...
+    @property
+    def created_at(self) -> float: ...
+    @property
+    def sponsored(self) -> bool: ...
+
 
 FEATURE_NAMES: tuple[str, ...] = (
     # user x item: how well the item matches the query, the live session, the long-term taste
@@ -100,7 +113,7 @@ class UserView:
 
 def build_features(
     view: UserView,
-    items: Sequence[Item],
+    items: Sequence[ItemTraits],
     states: Sequence[ItemState | None],
     vectors: np.ndarray,
     *,

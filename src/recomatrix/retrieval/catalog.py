@@ -2,22 +2,44 @@
 
 from __future__ import annotations
 
+import sys
 import threading
+from array import array
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
+import msgpack  # type: ignore[import-untyped]  # ships no type information
 import numpy as np
 
 from recomatrix.types import Item, ItemId
 
 _DTYPES: dict[str, type[np.floating[Any]]] = {"f16": np.float16, "f32": np.float32}
+_SHIFT = 24  # an item's text record: at most 16 MiB
+_LENGTH = (1 << _SHIFT) - 1
+
+
+class Traits(NamedTuple):
+    """What retrieval, ranking and the rules read of an item, without its text."""
+
+    genre: str  # primary genre, "" when none
+    creator_id: str
+    sponsored: bool
+    created_at: float
 
 
 class Catalogue:
     """Maps string item ids to dense integer keys (what the vector indexes store).
 
     Keys are never reused, so a stale key from an index can always be told apart from a
-    live item. Reads take no lock: writers replace whole arrays, never mutate in place.
+    live item. Reads take no lock; a writer appends every column before it publishes a new
+    key, so a reader never sees a key whose columns are missing.
+
+    Records are kept as columns, not `Item` objects: per item an id, its genres and creator
+    (shared objects), its publication time, its sponsored flag, and its text (title,
+    description, tags) packed in one growing byte buffer. A million items cost ~120 bytes
+    each instead of ~250 as objects; `get` builds an `Item` on demand, and the request path
+    reads `traits` instead. A replaced item's old text stays in the buffer (the price of
+    lock-free reads); `compact_text` rewrites the buffer when replacements pile up.
 
     Vectors are kept at half precision by default: they feed ranker features (cosine
     similarities, good to ~1e-3) and session updates, while retrieval searches the index's
@@ -31,28 +53,42 @@ class Catalogue:
         self.ndim = ndim
         self._lock = threading.Lock()
         self._keys: dict[ItemId, int] = {}  # live items only
-        # key -> item record, None once deleted (one list, no second dict by id: a million
-        # items would pay ~40 MB for it).
-        self._records: list[Item | None] = []
+        self._ids: list[ItemId | None] = []  # key -> id, None once deleted
+        self._genres: list[tuple[str, ...]] = []  # shared tuples (few distinct ones)
+        self._shared_genres: dict[tuple[str, ...], tuple[str, ...]] = {}
+        self._creators: list[str] = []  # interned strings
+        self._created = array("d")
+        self._sponsored = bytearray()
+        # msgpack [title, description, tags] records back to back, and per key its record's
+        # start << 24 | length (one int, so a reader never pairs a new start with an old
+        # length); one tuple, so compaction swaps both for readers at once.
+        self._text: tuple[bytearray, array[int]] = (bytearray(), array("q"))
         self._vectors = np.zeros((capacity, ndim), dtype=_DTYPES[dtype])
 
     def put(self, items: Sequence[Item], vectors: np.ndarray) -> np.ndarray:
         """Create or replace items with their vectors; returns their keys."""
         if len(items) != len(vectors):
             raise ValueError(f"{len(items)} items but {len(vectors)} vectors")
+        records = [_text_record(item) for item in items]  # refuse a bad batch before any write
         with self._lock:
             keys = np.empty(len(items), dtype=np.int64)
-            for i, item in enumerate(items):
+            new: dict[ItemId, tuple[Item, bytes]] = {}  # first seen here; the last put wins
+            offset: dict[ItemId, int] = {}
+            for i, (item, record) in enumerate(zip(items, records, strict=True)):
                 key = self._keys.get(item.item_id)
-                if key is None:
-                    key = len(self._records)
-                    self._records.append(item)
-                    self._keys[item.item_id] = key
+                if key is not None:
+                    self._write(key, item, record)
                 else:
-                    self._records[key] = item
+                    new[item.item_id] = (item, record)
+                    key = len(self._ids) + offset.setdefault(item.item_id, len(offset))
                 keys[i] = key
-            self._grow(len(self._records))
+            for item, record in new.values():
+                self._append(item, record)
+            self._grow(len(self._ids) + len(new))
             self._vectors[keys] = vectors
+            for item_id in new:  # publish: only now can a reader find the new keys
+                self._ids.append(item_id)
+                self._keys[item_id] = len(self._ids) - 1
             return keys
 
     def delete(self, item_id: ItemId) -> int | None:
@@ -60,20 +96,39 @@ class Catalogue:
         with self._lock:
             key = self._keys.pop(item_id, None)
             if key is not None:
-                self._records[key] = None
+                self._ids[key] = None
             return key
 
     def get(self, item_id: ItemId) -> Item | None:
         key = self._keys.get(item_id)
-        return None if key is None else self._records[key]
+        return None if key is None else self._item(key, item_id)
+
+    def traits(self, key: int) -> Traits | None:
+        """Genre, creator, sponsored flag and publication time of a live key (no text)."""
+        if not 0 <= key < len(self._ids) or self._ids[key] is None:
+            return None
+        genres = self._genres[key]
+        return Traits(
+            genres[0] if genres else "",
+            self._creators[key],
+            bool(self._sponsored[key]),
+            self._created[key],
+        )
+
+    def traits_of(self, item_id: ItemId) -> Traits | None:
+        key = self._keys.get(item_id)
+        return None if key is None else self.traits(key)
+
+    def primary_genres(self, item_ids: Sequence[ItemId]) -> list[str]:
+        """The primary genre of each live item among `item_ids`, in order (the unknown skipped)."""
+        return [t.genre for i in item_ids if (t := self.traits_of(i)) is not None]
 
     def key(self, item_id: ItemId) -> int | None:
         return self._keys.get(item_id)
 
     def item_id(self, key: int) -> ItemId | None:
         """The live item behind an index key, None when deleted or unknown."""
-        record = self._records[key] if 0 <= key < len(self._records) else None
-        return None if record is None else record.item_id
+        return self._ids[key] if 0 <= key < len(self._ids) else None
 
     def vectors(self, item_ids: Sequence[ItemId]) -> np.ndarray:
         """Retrieval vectors of live items, in order (zero rows for unknown ids)."""
@@ -95,7 +150,7 @@ class Catalogue:
     def matrix(self) -> np.ndarray:
         """Row k is the stored vector of key k (deleted keys keep their last vector), in the
         storage precision; a read-only view."""
-        view = self._vectors[: len(self._records)]
+        view = self._vectors[: len(self._ids)]
         view.flags.writeable = False
         return view
 
@@ -106,7 +161,61 @@ class Catalogue:
         return len(self._keys)
 
     def items(self) -> list[Item]:
-        return [record for record in self._records if record is not None]
+        """Every live item, in key order (builds the records: for offline work)."""
+        return [self._item(key, i) for key, i in enumerate(self._ids) if i is not None]
+
+    def text_bytes(self) -> int:
+        """Bytes the text buffer holds, including replaced items' dead records."""
+        return len(self._text[0])
+
+    def compact_text(self) -> None:
+        """Rewrite the text buffer without replaced items' dead records."""
+        with self._lock:
+            old, old_spans = self._text
+            text, spans = bytearray(), array("q")
+            for span in old_spans:
+                start, length = span >> _SHIFT, span & _LENGTH
+                spans.append(len(text) << _SHIFT | length)
+                text += old[start : start + length]
+            self._text = (text, spans)
+
+    def _item(self, key: int, item_id: ItemId) -> Item:
+        text, spans = self._text
+        start, length = spans[key] >> _SHIFT, spans[key] & _LENGTH
+        title, description, tags = msgpack.unpackb(text[start : start + length], use_list=False)
+        return Item(
+            item_id=item_id,
+            title=title,
+            description=description,
+            tags=tags,
+            genres=self._genres[key],
+            creator_id=self._creators[key],
+            created_at=self._created[key],
+            sponsored=bool(self._sponsored[key]),
+        )
+
+    def _pack_text(self, record: bytes) -> int:
+        text = self._text[0]
+        start = len(text)
+        text += record
+        return start << _SHIFT | len(record)
+
+    def _shared(self, genres: tuple[str, ...]) -> tuple[str, ...]:
+        return self._shared_genres.setdefault(genres, genres)
+
+    def _append(self, item: Item, record: bytes) -> None:
+        self._text[1].append(self._pack_text(record))
+        self._genres.append(self._shared(tuple(item.genres)))
+        self._creators.append(sys.intern(item.creator_id))
+        self._created.append(float(item.created_at))
+        self._sponsored.append(bool(item.sponsored))
+
+    def _write(self, key: int, item: Item, record: bytes) -> None:
+        self._text[1][key] = self._pack_text(record)
+        self._genres[key] = self._shared(tuple(item.genres))
+        self._creators[key] = sys.intern(item.creator_id)
+        self._created[key] = float(item.created_at)
+        self._sponsored[key] = bool(item.sponsored)
 
     def _grow(self, needed: int) -> None:
         if needed <= len(self._vectors):
@@ -114,3 +223,10 @@ class Catalogue:
         grown = np.zeros((max(needed, 2 * len(self._vectors)), self.ndim), self._vectors.dtype)
         grown[: len(self._vectors)] = self._vectors
         self._vectors = grown
+
+
+def _text_record(item: Item) -> bytes:
+    record: bytes = msgpack.packb([item.title, item.description, list(item.tags)])
+    if len(record) > _LENGTH:
+        raise ValueError(f"item {item.item_id!r}: text of {len(record)} bytes is too long")
+    return record

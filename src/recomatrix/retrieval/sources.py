@@ -80,8 +80,7 @@ class CandidateSources:
                 merged[item_id] = self._candidate(item_id, source, 0.0, -1 if key is None else key)
 
     def _candidate(self, item_id: ItemId, source: str, similarity: float, key: int) -> Candidate:
-        item = self.catalogue.get(item_id)
-        if item is None:
+        traits = self.catalogue.traits(key)
+        if traits is None:
             return Candidate(item_id, source, similarity, key=key)
-        return Candidate(item_id, source, similarity, 0.0, item.genre, item.creator_id,
-                         item.sponsored, item.created_at, key)  # fmt: skip
+        return Candidate(item_id, source, similarity, 0.0, *traits, key)

@@ -180,7 +180,7 @@ def _row(
         now=event.ts,
         query=query,
         session=session,
-        recent_genres=[it.genre for i in recent if (it := catalogue.get(i)) is not None],
+        recent_genres=catalogue.primary_genres(recent),
         long_term=long_term,
     )
     # The row is about `item` (a sampled negative differs from the event's own item).
