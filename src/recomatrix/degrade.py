@@ -42,16 +42,23 @@ class BusUnavailable(Unavailable):
     (a batch whose answer was lost may have reached the bus; its events are applied once)."""
 
 
-def is_unavailable(error: BaseException) -> bool:
-    """True for errors meaning "cannot reach the backend now", not "this call is wrong"."""
-    if isinstance(error, Unavailable | ConnectionError | TimeoutError):
-        return True
+def unavailable_errors() -> tuple[type[Exception], ...]:
+    """The exception classes meaning "cannot reach the backend now", not "this call is wrong"."""
+    errors: tuple[type[Exception], ...] = (Unavailable, ConnectionError, TimeoutError)
     # Only a process that imported redis holds Redis clients: the embedded tier never does.
     redis_errors = sys.modules.get("redis.exceptions")
-    return redis_errors is not None and isinstance(
-        error,
-        redis_errors.ConnectionError | redis_errors.TimeoutError | redis_errors.ClusterDownError,
-    )
+    if redis_errors is not None:
+        errors += (
+            redis_errors.ConnectionError,
+            redis_errors.TimeoutError,
+            redis_errors.ClusterDownError,
+        )
+    return errors
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """True for errors meaning "cannot reach the backend now", not "this call is wrong"."""
+    return isinstance(error, unavailable_errors())
 
 
 class Breaker:

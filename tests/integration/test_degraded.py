@@ -222,6 +222,9 @@ def test_reads_degrade_and_writes_wait_while_redis_is_down_then_both_recover(
     assert refused.status_code == 503, refused.text
     assert int(refused.headers["Retry-After"]) >= 1
     assert "send it again" in refused.json()["detail"]
+    for path in ("/v1/users/fan/features", "/readyz"):  # no fallback: 503, never a 500
+        answer = client.get(path)
+        assert answer.status_code == 503 and int(answer.headers["Retry-After"]) >= 1, path
 
     served.redis.start()
     while recommendations(client, "fan")["degraded"]:

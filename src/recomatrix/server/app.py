@@ -19,7 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from recomatrix.config import ServerSettings
-from recomatrix.degrade import BusUnavailable
+from recomatrix.degrade import BusUnavailable, Unavailable, unavailable_errors
 from recomatrix.engine import Engine
 from recomatrix.server.auth import api_key_auth, cors_origins
 from recomatrix.server.limits import BodySizeLimit
@@ -114,6 +114,17 @@ def create_app(engine: Engine, *, server: ServerSettings | None = None) -> FastA
     def title(item_id: str) -> str:
         item = engine.catalogue.get(item_id)
         return item.title if item is not None else ""
+
+    async def _backend_down(_: Request, exc: Exception) -> ORJSONResponse:
+        # Any endpoint that needs the store or the bus (items, features, trending, readyz):
+        # recommendations degrade instead, and events answer their own 503.
+        retry_after_s = exc.retry_after_s if isinstance(exc, Unavailable) else 1.0
+        detail = (f"a backend is unreachable ({exc}): send the same request again after "
+                  "Retry-After seconds (item writes are idempotent)")  # fmt: skip
+        return unavailable(detail, retry_after_s=retry_after_s)
+
+    for error in unavailable_errors():
+        app.add_exception_handler(error, _backend_down)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> ORJSONResponse:
