@@ -30,10 +30,13 @@ from recomatrix.config import Settings
 def _run_server(settings: Settings, engine: Any) -> None:
     import uvicorn
 
+    from recomatrix.heap import freeze_startup_heap
     from recomatrix.server.app import create_app
 
+    app = create_app(engine)
+    freeze_startup_heap()  # the engine is built: no gen-2 pauses over its objects
     uvicorn.run(
-        create_app(engine),
+        app,
         host=settings.server.host,
         port=settings.server.port,
         log_level="warning",

@@ -121,6 +121,7 @@ def apply_changes(engine: Engine, changes: list[ItemChange]) -> None:
 
 def create_app_from_env() -> FastAPI:
     """The uvicorn factory of an API process (`recomatrix.tier.api:create_app_from_env`)."""
+    from recomatrix.heap import freeze_startup_heap
     from recomatrix.server.app import create_app
 
     logging.basicConfig(level=logging.WARNING)
@@ -132,6 +133,7 @@ def create_app_from_env() -> FastAPI:
     snapshot = snapshot_from_env(os.environ, settings.data.home)
     engine, feed = build_api_engine(settings, redis_url=redis_url, snapshot=snapshot)
     app = create_app(engine)
+    freeze_startup_heap()  # no gen-2 pauses over the engine's objects while serving
 
     def close() -> None:
         feed.close()
