@@ -1,18 +1,18 @@
 """Server tier on Redis, on loopback (issue #5): ingestion, event -> feature visibility,
 recommendation latency against the embedded tier, online feature fetch.
 
-    .venv/bin/python bench/tier.py [--items 2000 --users 1000 --events 20000]
+    .venv/bin/python bench/tier.py [--items 2000 --users 1000 --events 20000] [--workers-only]
 
 Starts its own redis-server (no persistence) on a free port, `recomatrix serve --backend
-redis --workers 2`, `recomatrix worker` processes and, for comparison, `recomatrix serve`
-(embedded) on the same world, all under a temporary home. Writes
-bench/results/tier-<date>.json. Not a test: run it on a quiet machine.
+redis --workers 2`, `recomatrix worker` processes (`tier_workers.py`: apply capacity and
+visibility under load) and, for comparison, `recomatrix serve` (embedded) on the same world,
+all under a temporary home. Writes bench/results/tier-<date>.json. Not a test: run it on a
+quiet machine.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import http.client
 import json
@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import orjson
 import redis
@@ -40,21 +40,17 @@ from bench.tier_setup import (
     make_events,
     redis_server,
     running,
-    scheduled_s,
     wait_ready,
 )
+from bench.tier_workers import GROUP, World, run_workers
 
 from recomatrix.bench.common import machine, percentiles, versions
 from recomatrix.events.redis import RedisStreamsBus
 from recomatrix.features.redis import RedisOnlineStore
-from recomatrix.types import Event
 
 HERE = Path(__file__).parent
 RECOMATRIX = str(Path(sys.executable).with_name("recomatrix"))
-GROUP = "stream"  # the stream workers' consumer group
 Json = dict[str, Any]
-World = tuple[list[str], list[str]]  # user ids, item ids with counters
-GIVE_UP_S = 10.0  # a probe not visible by then: the load is more than the workers apply
 
 
 # (a) ingestion -------------------------------------------------------------------------
@@ -151,111 +147,6 @@ def http_ingestion(
             "non_202": len(failures), "request_ms": percentiles(latencies)}  # fmt: skip
 
 
-# (b) visibility --------------------------------------------------------------------------
-
-
-def wait_drained(bus: RedisStreamsBus, *, timeout_s: float = 600) -> float:
-    """Seconds until the workers' group has nothing unapplied."""
-    started = time.monotonic()
-    while bus.lag(GROUP) > 0:
-        if time.monotonic() - started > timeout_s:
-            raise RuntimeError(f"the workers did not drain the bus in {timeout_s:.0f} s")
-        time.sleep(0.02)
-    return time.monotonic() - started
-
-
-def wait_sharing(bus: RedisStreamsBus, names: list[str], *, timeout_s: float = 120) -> None:
-    """Until the workers `names` hold the partition leases evenly (all started)."""
-    keys = [f"{bus.namespace}:lease:{{{GROUP}}}:{p}" for p in range(bus.partitions)]
-    deadline = time.monotonic() + timeout_s
-    while True:
-        holders = [h.decode() if h else None for h in cast(list[bytes], bus.client.mget(keys))]
-        held = [holders.count(name) for name in names]
-        if None not in holders and min(held) >= bus.partitions // len(names):
-            return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"workers {names} never shared the partitions: {holders}")
-        time.sleep(0.1)
-
-
-def apply_capacity(url: str, world: World, *, workers: list[int], n: int) -> Json:
-    """Events/s the running workers (pids) apply: a burst of `n` events published at once;
-    with the share of a core redis-server and each worker ran, and waited to run, meanwhile."""
-    bus = RedisStreamsBus.from_url(url)
-    server = int(bus.client.info("server")["process_id"])
-    events = make_events(f"burst{len(workers)}-{time.time_ns()}", n, *world)
-    pids = {"redis": server, **{f"worker{k + 1}": pid for k, pid in enumerate(workers)}}
-    before = {name: scheduled_s(pid) for name, pid in pids.items()}
-    started = time.monotonic()
-    for k in range(0, n, 1000):
-        bus.publish(events[k : k + 1000])
-    seconds = (time.monotonic() - started) + wait_drained(bus)
-    after = {name: scheduled_s(pid) for name, pid in pids.items()}
-    bus.close()
-    share = {name: {"on_cpu": round((after[name][0] - b[0]) / seconds, 2),
-                    "waiting_for_cpu": round((after[name][1] - b[1]) / seconds, 2)}
-             for name, b in before.items()}  # fmt: skip
-    return {"workers": len(workers), "events": n, "seconds": round(seconds, 3),
-            "events_per_s": round(n / seconds), "cores": share}  # fmt: skip
-
-
-def _load(url: str, rate: float, world: World, started: Any, stop: Any, out: Any) -> None:
-    """A background load process: `rate` events/s published in 20 ticks a second, each
-    tick's events made just before it (fresh ids); reports the rate it kept."""
-    bus, tick, ticks = RedisStreamsBus.from_url(url), 0.05, 0
-    per_tick = max(1, round(rate * tick))
-    begin = time.monotonic()
-    started.set()
-    while not stop.is_set():
-        bus.publish(make_events(f"load-{os.getpid()}-{ticks}", per_tick, *world))
-        ticks += 1
-        time.sleep(max(0.0, begin + ticks * tick - time.monotonic()))
-    out.put(ticks * per_tick / (time.monotonic() - begin))
-    bus.close()
-
-
-def visibility(url: str, world: World, *, rate: float, probes: int, label: str) -> Json:
-    """Publish one click for a new user and poll the store until its window shows it,
-    `probes` times, while a background process publishes `rate` events/s; stops early
-    (`overloaded`) when a probe is not visible within `GIVE_UP_S`."""
-    ctx = mp.get_context("spawn")
-    loading, stop, out = ctx.Event(), ctx.Event(), ctx.Queue()
-    loader = ctx.Process(target=_load, args=(url, rate, world, loading, stop, out))
-    loader.start()
-    bus, store = RedisStreamsBus.from_url(url), RedisOnlineStore.from_url(url)
-    if not loading.wait(timeout=60):
-        raise RuntimeError("the load process did not start within 60 s")
-    time.sleep(3.0)  # the workers reach a steady state under the load
-    samples, items, overloaded = [], world[1], False
-    for k in range(probes):
-        user = f"probe-{label}-{k}"
-        started = time.perf_counter()
-        bus.publish([Event(f"{user}-e", user, items[k % len(items)], "click", time.time())])
-        while not visible(store, user):
-            overloaded = time.perf_counter() - started > GIVE_UP_S
-            if overloaded:
-                break
-            time.sleep(0.001)  # 1 ms resolution; faster polling takes CPU from the workers
-        if overloaded:  # the backlog grows: the workers cannot keep up with this load
-            break
-        samples.append((time.perf_counter() - started) * 1000)
-        time.sleep(0.02)
-    stop.set()
-    achieved = out.get(timeout=60)
-    loader.join()
-    lag = bus.lag(GROUP)
-    bus.close()
-    store.close()
-    return {"load_events_per_s": round(achieved), "probes_visible": len(samples),
-            "overloaded": overloaded, "lag_after": lag,
-            "visible_ms": percentiles(samples)}  # fmt: skip
-
-
-def visible(store: RedisOnlineStore, user: str) -> bool:
-    state = store.get_users([user])[0]
-    return state is not None and bool(state.windows.get("5m", now=time.time()).get("click"))
-
-
 # (c) recommendations, (d) feature fetch ----------------------------------------------------
 
 
@@ -299,36 +190,6 @@ def redis_items(url: str) -> list[str]:
     return [k[len("rx:i:{") : -1] for k in keys if k.endswith("}")]
 
 
-def run_workers(
-    url: str, home: Path, folder: Path, env: dict[str, str], world: World, probes: int
-) -> list[Json]:
-    """Apply capacity (the best of 3 bursts: the machine is shared) and visibility with 1,
-    then 2 `recomatrix worker` processes."""
-    rows, pids = [], []
-    with contextlib.ExitStack() as workers:
-        bus = RedisStreamsBus.from_url(url)
-        for n in (1, 2):
-            command = [RECOMATRIX, "worker", "--redis-url", url, "--home", str(home),
-                       "--name", f"bench-w{n}"]  # fmt: skip
-            pids.append(workers.enter_context(running(command, folder / f"w{n}.log", env)).pid)
-            wait_drained(bus)  # the HTTP ingestion backlog
-            wait_sharing(bus, [f"bench-w{k}" for k in range(1, n + 1)])
-            bursts = [apply_capacity(url, world, workers=pids, n=50_000) for _ in range(3)]
-            capacity = {**max(bursts, key=lambda b: b["events_per_s"]), "bursts": bursts}
-            print(json.dumps(capacity), flush=True)
-            for rate in (1000.0, *(round(f * capacity["events_per_s"], -2) for f in (0.5, 0.8))):
-                row = {
-                    "workers": n,
-                    "capacity": capacity,
-                    **visibility(url, world, rate=rate, probes=probes, label=f"{n}-{rate:g}"),
-                }
-                print(json.dumps(row), flush=True)
-                rows.append(row)
-                wait_drained(bus)
-        bus.close()
-    return rows
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--items", type=int, default=2000)
@@ -337,6 +198,8 @@ def main() -> None:
     parser.add_argument("--encoder", default="hashing")
     parser.add_argument("--probes", type=int, default=200)
     parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--workers-only", action="store_true",
+                        help="only the stream workers: apply capacity and visibility")  # fmt: skip
     args = parser.parse_args()
     world_args = ["--items", str(args.items), "--users", str(args.users), "--encoder",
                   args.encoder]  # fmt: skip
@@ -361,33 +224,52 @@ def main() -> None:
                 items = sorted(str(i) for i in redis_items(url))
                 world = (users, items)
                 print(f"tier up: {len(items)} items with counters", flush=True)
-                result["bus_ingestion"] = [
-                    bus_ingestion(url, world, publishers=p, n=100_000, batch=1000) for p in (1, 2)
-                ]
-                print(json.dumps(result["bus_ingestion"]), flush=True)
-                result["http_ingestion"] = http_ingestion(
-                    base_url, world, connections=4, batches=50, batch=500
-                )
-                print(json.dumps(result["http_ingestion"]), flush=True)
-                result["recommendations_redis_tier"] = recommendation_latency(
-                    base_url, users, requests=args.requests
-                )
-                result["feature_fetch"] = feature_fetch(url, world, calls=2000)
-                print(json.dumps(result["feature_fetch"]), flush=True)
+                if not args.workers_only:
+                    ingestion_and_reads(url, base_url, world, result, requests=args.requests)
                 result["visibility"] = run_workers(url, home, folder, env, world, args.probes)
-            memory_port = free_port()
-            memory_url = f"http://127.0.0.1:{memory_port}"
-            embedded = [RECOMATRIX, "serve", "--port", str(memory_port), "--home",
-                        str(folder / "embedded-home"), *world_args]  # fmt: skip
-            with running(embedded, folder / "embedded.log", env):
-                wait_ready(memory_url)
-                result["recommendations_embedded"] = recommendation_latency(
-                    memory_url, users, requests=args.requests
+            if not args.workers_only:
+                result["recommendations_embedded"] = embedded_latency(
+                    folder, env, world_args, users, requests=args.requests
                 )
     out = HERE / "results" / f"tier-{datetime.date.today().isoformat()}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     print(f"wrote {out}")
+
+
+def ingestion_and_reads(
+    url: str, base_url: str, world: World, result: Json, *, requests: int
+) -> None:
+    """Bus and HTTP ingestion, recommendation latency and feature fetch on the Redis tier."""
+    result["bus_ingestion"] = [
+        bus_ingestion(url, world, publishers=p, n=100_000, batch=1000) for p in (1, 2)
+    ]
+    print(json.dumps(result["bus_ingestion"]), flush=True)
+    result["http_ingestion"] = http_ingestion(base_url, world, connections=4, batches=50, batch=500)
+    print(json.dumps(result["http_ingestion"]), flush=True)
+    result["recommendations_redis_tier"] = recommendation_latency(
+        base_url, world[0], requests=requests
+    )
+    result["feature_fetch"] = feature_fetch(url, world, calls=2000)
+    print(json.dumps(result["feature_fetch"]), flush=True)
+
+
+def embedded_latency(
+    folder: Path,
+    env: dict[str, str],
+    world_args: list[str],
+    users: Sequence[str],
+    *,
+    requests: int,
+) -> Json:
+    """GET /v1/recommendations from `recomatrix serve` (embedded) on the same world."""
+    memory_port = free_port()
+    memory_url = f"http://127.0.0.1:{memory_port}"
+    embedded = [RECOMATRIX, "serve", "--port", str(memory_port), "--home",
+                str(folder / "embedded-home"), *world_args]  # fmt: skip
+    with running(embedded, folder / "embedded.log", env):
+        wait_ready(memory_url)
+        return recommendation_latency(memory_url, users, requests=requests)
 
 
 if __name__ == "__main__":

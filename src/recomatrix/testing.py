@@ -145,6 +145,12 @@ def check_item_counts_are_counted_once_per_event(store: OnlineStore) -> None:
     assert state_a.windows.get("1h", now=T0) == {"click": 1.0, "watch_seconds": 30.0}
     assert state_b.windows.get("1h", now=T0) == {"click": 1.0}
     assert state_a.total_engaged == 1.0
+    # A batch mixing counted and new events (a retry after a partial write) adds the new.
+    store.add_item_counts([ItemCount(f"{tag}-e1", a, "click", T0),
+                           ItemCount(f"{tag}-e2", a, "click", T0 + 1)])  # fmt: skip
+    state_a = store.get_items([a])[0]
+    assert state_a is not None and state_a.windows.get("1h", now=T0 + 1) == {
+        "click": 2.0, "watch_seconds": 30.0}  # fmt: skip
 
 
 def check_concurrent_item_counts_lose_nothing(store: OnlineStore) -> None:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
+import pytest
 
 from recomatrix.events import MemoryEventBus
 from recomatrix.features import MemoryOnlineStore
 from recomatrix.stream import StreamProcessor
+from recomatrix.stream.processor import StreamSettings
 from recomatrix.types import Event
 
 VECTORS = {
@@ -88,3 +92,49 @@ def test_skip_is_remembered_with_its_event_time() -> None:
     processor.apply([Event("s1", "u1", "drama-1", "skip", 7_000.0)])
     user = store.get_users(["u1"])[0]
     assert user is not None and user.skipped == {"drama-1": 7_000.0}
+
+
+def test_a_batch_changes_users_as_its_events_one_at_a_time_would() -> None:
+    kinds = ["click", "view", "skip", "like", "complete", "impression"]
+    items = list(VECTORS)
+    events = [
+        Event(f"e{k}", f"u{k % 3}", items[k * 7 % 3], kinds[k * 5 % 6], 1_000.0 + 4.0 * (k // 2),
+              watch_seconds=float(k % 4) * 30.0)
+        for k in range(90)
+    ]  # fmt: skip
+    batched, batched_store, _ = make()
+    assert batched.apply(events) == 90
+    one_by_one, single_store, _ = make()
+    for event in events:
+        one_by_one.apply([event])
+    now = events[-1].ts
+    for user_id in ("u0", "u1", "u2"):
+        got, want = batched_store.get_users([user_id])[0], single_store.get_users([user_id])[0]
+        assert got is not None and want is not None
+        assert got.windows.all(now=now) == want.windows.all(now=now)
+        assert (got.recent_items, got.history) == (want.recent_items, want.history)
+        assert (got.watched, got.skipped, got.last_ts) == (want.watched, want.skipped, want.last_ts)
+        got_session, want_session = (s.session.at(now, half_life_s=600) for s in (got, want))
+        assert got_session is not None and want_session is not None
+        assert np.allclose(got_session, want_session, atol=1e-5)
+    assert batched_store.top_trending(3) == single_store.top_trending(3)
+
+
+def test_the_consuming_loop_rescores_trending_once_per_interval(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = [0.0]
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+    store, bus = MemoryOnlineStore(), MemoryEventBus()
+    settings = StreamSettings(trending_interval_s=1.0)
+    processor = StreamProcessor(bus=bus, store=store, item_vector=VECTORS.get, settings=settings)
+    bus.publish([Event(f"a{i}", f"u{i}", "drama-1", "click", 1_000.0 + i) for i in range(20)])
+    assert processor.run_once(block_s=0) == 20
+    assert [i for i, _ in store.top_trending(5)] == ["drama-1"]  # the first batch re-scores
+    clock[0] = 0.5
+    bus.publish([Event(f"b{i}", f"u{i}", "thriller-1", "click", 1_010.0 + i) for i in range(40)])
+    assert processor.run_once(block_s=0) == 40
+    assert [i for i, _ in store.top_trending(5)] == ["drama-1"]  # within the interval
+    clock[0] = 1.0
+    assert processor.run_once(block_s=0) == 0  # nothing new, but the interval is over
+    assert [i for i, _ in store.top_trending(5)] == ["thriller-1", "drama-1"]

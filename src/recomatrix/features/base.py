@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from recomatrix.features.state import ItemState, UserState
 from recomatrix.types import ItemId, UserId
 
 
-@dataclass(frozen=True, slots=True)
-class ItemCount:
+class ItemCount(NamedTuple):
     """Add `amount` of `field` (an event type or `watch_seconds`) at event time `ts`.
 
     Counted at most once per (`event_id`, `item_id`), however often it is sent again.
+    A tuple, not a dataclass: the stream processor makes one or two per event.
     """
 
     event_id: str

@@ -38,83 +38,141 @@ _EXT_ARRAY, _EXT_WINDOWS, _EXT_SESSION = 1, 2, 3
 _USER_FIELDS = frozenset(f.name for f in fields(UserState))
 
 
-# Adds item counts atomically, skipping events the item has already counted.
-# KEYS: item blob, counted-events set. ARGV: item TTL (ms), claim TTL (s), then five values
-# per count: event id, field index, ts, amount, amount added to total_engaged.
+# Adds counts to a few items, each atomically and all or nothing: if any of an item's
+# event ids is in one of its counted-events sets, that item is left unchanged and answers
+# those ids (the caller sends the rest again); otherwise its ids are recorded and its
+# counts added. Only the rows the counts land in and the rows that left their window are
+# decoded; the other rows are copied as bytes. KEYS: per item, its blob, then its S
+# counted-events sets still alive, the current one (which takes the ids) first. ARGV: item
+# TTL (ms), the current sets' expiry (unix ms), S, then msgpack of a list with, per item:
+# amount added to total_engaged, newest event time, event ids, and a flat list of (field
+# index, event time, amount) per count. Answers, per item, the ids it had counted already.
 ITEM_COUNT_LUA = Template("""
 local NF, NW = $fields, $windows
 local WIDTH, SPAN = {$widths}, {$spans}
 local HEADER, ROW = '$header', '$row'
 local HEADER_SIZE, ROW_SIZE = $header_size, $row_size
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - tonumber(ARGV[2]))
-local total, last, rings = 0, 0, {}
-for w = 1, NW do rings[w] = {} end
-local blob = redis.call('GET', KEYS[1])
-if blob then
-  local h = {struct.unpack(HEADER, blob)}
-  total, last = h[1], h[2]
-  local pos = HEADER_SIZE + 1
-  for w = 1, NW do
-    for i = 1, h[2 + NF * NW + w] do
-      local row = {struct.unpack(ROW, blob, pos)}
-      row[NF + 2] = nil  -- struct.unpack also returns the next position
-      rings[w][i] = row
-      pos = pos + ROW_SIZE
-    end
-  end
-end
-local decided, changed = {}, false
-for a = 3, #ARGV, 5 do
-  local id = ARGV[a]
-  if decided[id] == nil then
-    decided[id] = redis.call('ZADD', KEYS[2], 'NX', now, id) == 1
-  end
-  if decided[id] then
-    changed = true
-    local field, ts = tonumber(ARGV[a + 1]) + 2, tonumber(ARGV[a + 2])
-    local amount = tonumber(ARGV[a + 3])
-    total = total + tonumber(ARGV[a + 4])
-    if ts > last then last = ts end
-    for w = 1, NW do
-      local ring, bucket = rings[w], math.floor(ts / WIDTH[w])
-      local i = #ring
-      while i > 0 and ring[i][1] > bucket do i = i - 1 end
-      if i == 0 or ring[i][1] ~= bucket then
-        local row = {bucket}
-        for f = 2, NF + 1 do row[f] = 0 end
-        i = i + 1
-        table.insert(ring, i, row)
+local CHUNK = 2000  -- arguments per variadic call, well under Lua's stack limit
+local TTL, EXPIRE_AT, SETS = ARGV[1], ARGV[2], tonumber(ARGV[3])
+
+local function f32(x) return (struct.unpack('<f', struct.pack('<f', x))) end
+
+local function already_counted(sets, ids)
+  local counted = {}
+  for s = 1, #ids, CHUNK do
+    local chunk = {unpack(ids, s, math.min(#ids, s + CHUNK - 1))}
+    for _, set in ipairs(sets) do
+      for i, hit in ipairs(redis.call('SMISMEMBER', set, unpack(chunk))) do
+        if hit == 1 then counted[#counted + 1] = chunk[i] end
       end
-      ring[i][field] = ring[i][field] + amount
     end
   end
+  return counted
 end
-if not changed then return 0 end
--- Drop buckets that left their window; totals are sums of the rows as stored (float32).
-local header, parts, counts = {total, last}, {}, {}
-for w = 1, NW do
-  local ring, sums, kept = rings[w], {}, 0
-  local floor = ring[#ring][1] - SPAN[w]
-  for f = 1, NF do sums[f] = 0 end
-  for _, row in ipairs(ring) do
-    if row[1] > floor then
-      local bytes = struct.pack(ROW, unpack(row))
-      local stored = {struct.unpack(ROW, bytes)}
-      for f = 1, NF do sums[f] = sums[f] + stored[f + 1] end
-      parts[#parts + 1] = bytes
-      kept = kept + 1
+
+-- window -> bucket -> row index of the field -> amount
+local function by_bucket(values)
+  local adds = {}
+  for w = 1, NW do adds[w] = {} end
+  for a = 1, #values, 3 do
+    local field, ts, amount = values[a] + 2, values[a + 1], values[a + 2]
+    for w = 1, NW do
+      local bucket = math.floor(ts / WIDTH[w])
+      local row = adds[w][bucket] or {}
+      row[field] = (row[field] or 0) + amount
+      adds[w][bucket] = row
     end
   end
-  for f = 1, NF do header[#header + 1] = sums[f] end
-  counts[w] = kept
+  return adds
 end
-for w = 1, NW do header[#header + 1] = counts[w] end
-local packed = struct.pack(HEADER, unpack(header)) .. table.concat(parts)
-redis.call('SET', KEYS[1], packed, 'PX', ARGV[1])
-redis.call('PEXPIRE', KEYS[2], math.floor(tonumber(ARGV[2]) * 1000))
-return 1
+
+local function add_counts(key, engaged, newest, values)
+  local blob = redis.call('GET', key) or ''
+  local function unpack_row(at)
+    local row = {struct.unpack(ROW, blob, at)}
+    row[NF + 2] = nil  -- struct.unpack also returns the next position
+    return row
+  end
+  local h = {0, 0}
+  if blob ~= '' then
+    h = {struct.unpack(HEADER, blob)}
+    h[#h] = nil
+  else
+    for i = 1, NF * NW + NW do h[2 + i] = 0 end
+  end
+  h[1] = h[1] + engaged
+  h[2] = math.max(h[2], newest)
+  local adds, parts, at = by_bucket(values), {}, HEADER_SIZE + 1
+  for w = 1, NW do
+    local n, total = h[2 + NF * NW + w], 2 + (w - 1) * NF
+    local first, cut = at, at + n * ROW_SIZE
+    at = cut
+    local buckets = {}
+    for bucket in pairs(adds[w]) do buckets[#buckets + 1] = bucket end
+    table.sort(buckets)
+    -- Decode the stored rows at or after the oldest bucket counted into (the last few).
+    local tail = {}
+    while cut > first and struct.unpack('<i4', blob, cut - ROW_SIZE) >= buckets[1] do
+      cut = cut - ROW_SIZE
+      table.insert(tail, 1, unpack_row(cut))
+    end
+    -- Merge the counts into them, bucket order; totals follow the float32 values stored.
+    local rows, t = {}, 1
+    for _, bucket in ipairs(buckets) do
+      while t <= #tail and tail[t][1] < bucket do rows[#rows + 1] = tail[t]; t = t + 1 end
+      local row = tail[t]
+      if row and row[1] == bucket then t = t + 1 else
+        row = {bucket}
+        for f = 2, NF + 1 do row[f] = 0 end
+      end
+      for f, amount in pairs(adds[w][bucket]) do
+        local old = row[f]
+        row[f] = f32(old + amount)
+        h[total + f - 1] = h[total + f - 1] + row[f] - old
+      end
+      rows[#rows + 1] = row
+    end
+    while t <= #tail do rows[#rows + 1] = tail[t]; t = t + 1 end
+    -- Drop rows that left the window: the oldest stored ones, or counts that came too late.
+    local floor = rows[#rows][1] - SPAN[w]
+    local function drop(row)
+      for f = 2, NF + 1 do h[total + f - 1] = h[total + f - 1] - row[f] end
+    end
+    n = n - #tail
+    while first < cut and struct.unpack('<i4', blob, first) <= floor do
+      drop(unpack_row(first))
+      first, n = first + ROW_SIZE, n - 1
+    end
+    parts[#parts + 1] = string.sub(blob, first, cut - 1)
+    for _, row in ipairs(rows) do
+      if row[1] > floor then
+        parts[#parts + 1] = struct.pack(ROW, unpack(row))
+        n = n + 1
+      else
+        drop(row)
+      end
+    end
+    h[2 + NF * NW + w] = n
+  end
+  redis.call('SET', key, struct.pack(HEADER, unpack(h)) .. table.concat(parts), 'PX', TTL)
+end
+
+local answers = {}
+for i, item in ipairs(cmsgpack.unpack(ARGV[4])) do
+  local k = (i - 1) * (1 + SETS) + 1
+  local sets = {unpack(KEYS, k + 1, k + SETS)}
+  local engaged, newest, ids, values = item[1], item[2], item[3], item[4]
+  local counted = already_counted(sets, ids)
+  if #counted == 0 then
+    for s = 1, #ids, CHUNK do
+      redis.call('SADD', sets[1], unpack(ids, s, math.min(#ids, s + CHUNK - 1)))
+    end
+    redis.call('PEXPIREAT', sets[1], EXPIRE_AT)
+    add_counts(KEYS[k], engaged, newest, values)
+  end
+  answers[i] = counted
+end
+return answers
 """).substitute(
     fields=len(FIELDS),
     windows=len(WINDOWS),

@@ -1,26 +1,33 @@
 """The Redis OnlineStore of the server tier: every call is one round trip to Redis.
 
-Keys (`rx` is the namespace; braces keep an item's two keys in one Redis Cluster slot):
+Keys (`rx` is the namespace; braces keep an item's keys in one Redis Cluster slot):
 
-    rx:u:{user}            msgpack user state (`codec.encode_user`), expires when idle
-    rx:e:<event id>        "applied" marker, written with the user states that applied it
-    rx:i:{item}            packed item windows (`codec` layout), changed only by Lua
-    rx:i:{item}:counted    sorted set: event id -> time counted, pruned past the claim TTL
-    rx:trending            sorted set: item -> trending score, capped at `max_trending`
+    rx:u:{user}                  msgpack user state (`codec.encode_user`), expires when idle
+    rx:e:{shard}:<b>             set of applied event ids (shard: crc32 of the id % 8), put
+                                 with the user states that applied them; b: time bucket
+    rx:i:{item}                  packed item windows (`codec` layout), changed only by Lua
+    rx:i:{item}:counted:<b>      set of the event ids the item counted in time bucket b
+    rx:trending                  sorted set: item -> trending score, capped at `max_trending`
 
-Item counters are shared by every stream worker, so they are never read-modified-written
-by Python: `ITEM_COUNT_LUA` adds counts inside Redis, atomically per item, and skips an
-event the item has already counted. Users are partitioned across workers by the bus, so
-their states are put whole, together with the applied-event markers, in one MULTI.
+Event-id sets are per time bucket (`claim_ttl_s / MARKER_BUCKETS` wide) and expire whole,
+`claim_ttl_s` after their bucket ends, so a batch adds its ids with one command per set
+instead of one key per event. Item counters are shared by every stream worker, so they are
+never read-modified-written by Python: `ITEM_COUNT_LUA` adds a batch's counts (summed per
+field and 10 s bucket) inside Redis, atomically per item, unless the item counted one of its
+events already. Users are partitioned across workers by the bus, so their states are put
+whole, together with the applied-event ids, by one script (`PUT_USERS_LUA`).
 """
 
 from __future__ import annotations
 
 import threading
+import time
+import zlib
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
+import msgpack  # type: ignore[import-untyped]  # ships no type information
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -29,10 +36,34 @@ from recomatrix.backends import split_url_options
 from recomatrix.features.base import ItemCount
 from recomatrix.features.codec import ITEM_COUNT_LUA, decode_item, decode_user, encode_user
 from recomatrix.features.state import ENGAGED, ItemState, UserState
-from recomatrix.features.windows import FIELD_INDEX, FIELDS
+from recomatrix.features.windows import FIELD_INDEX, FIELDS, WINDOWS
 from recomatrix.types import ItemId, UserId
 
 _DAY_S = 86400.0
+# Applied-event markers go to sets per (shard, time bucket): one SADD per shard a batch,
+# and a set expires whole, `claim_ttl_s` after its bucket ends. A marker therefore lives
+# between `claim_ttl_s` and `claim_ttl_s` * (1 + 1 / MARKER_BUCKETS).
+MARKER_SHARDS = 8  # sets per bucket: spreads the markers over a cluster's nodes
+MARKER_BUCKETS = 2  # buckets per claim TTL: seen_events reads this many sets + 1 per shard
+ITEMS_PER_SCRIPT = 32  # items per counting script: Redis serves other clients in between
+
+# Puts user states and records their batch's applied events, in one atomic script.
+# KEYS: user keys, then marker sets. ARGV: user TTL (ms), number of users n, marker sets'
+# expiry (unix ms), the n user blobs, then per marker set: the number of ids, the ids.
+PUT_USERS_LUA = """
+local n = tonumber(ARGV[2])
+for i = 1, n do redis.call('SET', KEYS[i], ARGV[3 + i], 'PX', ARGV[1]) end
+local a = 4 + n
+for k = n + 1, #KEYS do
+  local count = tonumber(ARGV[a])
+  for s = a + 1, a + count, 2000 do
+    redis.call('SADD', KEYS[k], unpack(ARGV, s, math.min(a + count, s + 1999)))
+  end
+  redis.call('PEXPIREAT', KEYS[k], ARGV[3])
+  a = a + count + 1
+end
+return n
+"""
 
 
 class RedisOnlineStore:
@@ -42,11 +73,12 @@ class RedisOnlineStore:
     atomic: a worker dying between its user write and its event markers can count that
     batch's user windows twice (items stay exactly-once: their markers share their slot).
 
-    Idle users and items expire after `user_ttl_s` / `item_ttl_s`; applied-event markers
-    after `claim_ttl_s`. Only a batch a worker applied but did not acknowledge before it died
-    comes back applied, as soon as another worker takes its partition over (the bus lease)
-    or it restarts; markers must outlive that. They cost about 300 bytes per event (user
-    side and item side, 36-character ids): 1 h at 1,000 events/s is about 1 GB.
+    Idle users and items expire after `user_ttl_s` / `item_ttl_s`; applied event ids after
+    `claim_ttl_s` to 1.5 x `claim_ttl_s`. Only a batch a worker applied but did not
+    acknowledge before it died comes back applied, as soon as another worker takes its
+    partition over (the bus lease) or it restarts, and a client retries a batch whose reply
+    it lost; the ids must outlive both. A set member costs about 100 bytes (36-character
+    ids), twice per event (user side, item side): 1 h at 1,000 events/s is about 0.7 GB.
     """
 
     def __init__(
@@ -65,6 +97,8 @@ class RedisOnlineStore:
         self.claim_ttl_s, self.max_trending = claim_ttl_s, max_trending
         self._cluster = isinstance(client, redis.RedisCluster)
         self._count_sha = client.script_load(ITEM_COUNT_LUA)
+        self._put_users_script = client.register_script(PUT_USERS_LUA)
+        self._marker_width_s = claim_ttl_s / MARKER_BUCKETS
         # (item, blob) -> decoded state: an unchanged item keeps its ItemStats cache.
         self._decoded: dict[tuple[ItemId, bytes], ItemState] = {}
         self._decoded_max = decoded_items
@@ -80,7 +114,18 @@ class RedisOnlineStore:
     def seen_events(self, event_ids: Sequence[str]) -> list[bool]:
         if not event_ids:
             return []
-        return [m is not None for m in self._mget([self._event_key(e) for e in event_ids])]
+        by_shard = self._by_shard(event_ids)
+        pipe = self.client.pipeline(transaction=False)
+        buckets = self._live_buckets()
+        for shard, ids in by_shard.items():
+            for bucket in buckets:
+                pipe.smismember(self._marker_key(shard, bucket), ids)
+        replies = iter(pipe.execute())
+        seen: set[str] = set()
+        for ids in by_shard.values():
+            for _ in buckets:
+                seen.update(i for i, hit in zip(ids, next(replies), strict=True) if hit)
+        return [event_id in seen for event_id in event_ids]
 
     def get_users(self, user_ids: Sequence[UserId]) -> list[UserState | None]:
         if not user_ids:
@@ -91,12 +136,25 @@ class RedisOnlineStore:
     def put_users(self, states: Sequence[UserState], *, applied_events: Sequence[str] = ()) -> None:
         if not states and not applied_events:
             return
-        pipe = self.client.pipeline(transaction=not self._cluster)
-        for state in states:
-            pipe.set(self._user_key(state.user_id), encode_user(state), px=self.user_ttl_ms)
-        claim_ms = int(self.claim_ttl_s * 1000)
-        for event_id in applied_events:
-            pipe.set(self._event_key(event_id), b"1", px=claim_ms)
+        users = [(self._user_key(s.user_id), encode_user(s)) for s in states]
+        bucket = self._live_buckets()[0]
+        expire_at_ms = self._expiry_ms(bucket)
+        markers = [(self._marker_key(shard, bucket), ids)
+                   for shard, ids in self._by_shard(applied_events).items()]  # fmt: skip
+        if not self._cluster:  # one script: the users and their markers, atomically
+            keys = [key for key, _ in users] + [key for key, _ in markers]
+            args: list[Any] = [self.user_ttl_ms, len(users), expire_at_ms]
+            args += [blob for _, blob in users]
+            for _, ids in markers:
+                args += [len(ids), *ids]
+            self._put_users_script(keys=keys, args=args)
+            return
+        pipe = self.client.pipeline(transaction=False)  # keys in many slots
+        for key, blob in users:
+            pipe.set(key, blob, px=self.user_ttl_ms)
+        for key, ids in markers:
+            pipe.sadd(key, *ids)
+            pipe.pexpireat(key, expire_at_ms)
         pipe.execute()
 
     def get_items(self, item_ids: Sequence[ItemId]) -> list[ItemState | None]:
@@ -109,40 +167,66 @@ class RedisOnlineStore:
         ]
 
     def add_item_counts(self, counts: Sequence[ItemCount]) -> None:
-        by_item: dict[ItemId, list[str | float]] = defaultdict(list)
+        by_item: dict[ItemId, list[ItemCount]] = defaultdict(list)
         for c in counts:
             if c.field not in FIELD_INDEX:
                 raise ValueError(f"unknown item counter {c.field!r}; use one of {FIELDS}")
-            engaged = c.amount if c.field in ENGAGED else 0.0
-            by_item[c.item_id] += [c.event_id, FIELD_INDEX[c.field], c.ts, c.amount, engaged]
-        if not by_item:
-            return
-        for attempt in range(2):
-            pipe = self.client.pipeline(transaction=False)
-            for item_id, args in by_item.items():
-                key = self._item_key(item_id)
-                pipe.execute_command(  # not pipe.evalsha: cluster pipelines refuse that name
-                    "EVALSHA", self._count_sha, 2, key, key + ":counted",
-                    self.item_ttl_ms, self.claim_ttl_s, *args,
-                )  # fmt: skip
-            try:
-                pipe.execute()
+            by_item[c.item_id].append(c)
+        for attempt in range(len(counts) + 2):  # each round drops at least one counted id
+            if not by_item:
                 return
+            items = list(by_item)
+            try:
+                replies = self._count_items(items, by_item)
             except redis.exceptions.NoScriptError:
                 # The server restarted or its script cache was flushed: no count was
                 # applied (every call in the pipeline failed alike), so load and redo.
                 if attempt:
                     raise
                 self._count_sha = self.client.script_load(ITEM_COUNT_LUA)
+                continue
+            # An item answers the ids it had already counted, and changed nothing: send
+            # it again without them.
+            retry: dict[ItemId, list[ItemCount]] = {}
+            for item_id, counted in zip(items, replies, strict=True):
+                if counted:
+                    old = {_text(e) for e in counted}
+                    rest = [c for c in by_item[item_id] if c.event_id not in old]
+                    if rest:
+                        retry[item_id] = rest
+            by_item = retry
+        raise RuntimeError("item counts kept conflicting")  # unreachable: ids only shrink
+
+    def _count_items(
+        self, items: Sequence[ItemId], by_item: Mapping[ItemId, Sequence[ItemCount]]
+    ) -> list[list[bytes]]:
+        """ITEM_COUNT_LUA over the items, `ITEMS_PER_SCRIPT` a call (one on a cluster, where
+        the items' keys sit in different slots), counts summed per (field, 10 s bucket)."""
+        buckets = self._live_buckets()
+        expire_at_ms = self._expiry_ms(buckets[0])
+        per_call = 1 if self._cluster else ITEMS_PER_SCRIPT
+        pipe = self.client.pipeline(transaction=False)
+        for start in range(0, len(items), per_call):
+            keys, batch = [], []
+            for item_id in items[start : start + per_call]:
+                key = self._item_key(item_id)
+                keys += [key, *(f"{key}:counted:{bucket}" for bucket in buckets)]
+                batch.append(_summed(by_item[item_id]))
+            pipe.execute_command(  # not pipe.evalsha: cluster pipelines refuse that name
+                "EVALSHA", self._count_sha, len(keys), *keys,
+                self.item_ttl_ms, expire_at_ms, len(buckets), msgpack.packb(batch),
+            )  # fmt: skip
+        return [answer for call in pipe.execute() for answer in call]
 
     def delete_items(self, item_ids: Sequence[ItemId]) -> None:
         if not item_ids:
             return
         pipe = self.client.pipeline(transaction=not self._cluster)
+        buckets = self._live_buckets()
         for item_id in item_ids:
             key = self._item_key(item_id)
-            pipe.delete(key)  # one key per call: cluster pipelines refuse several
-            pipe.delete(key + ":counted")
+            for name in (key, *(f"{key}:counted:{bucket}" for bucket in buckets)):
+                pipe.delete(name)  # one key per call: cluster pipelines refuse several
         pipe.zrem(self._trending_key, *item_ids)
         pipe.execute()
 
@@ -184,14 +268,30 @@ class RedisOnlineStore:
                 self._decoded[key] = state
         return state
 
+    def _live_buckets(self) -> list[int]:
+        """Marker buckets that may hold unexpired markers, the current one first."""
+        current = int(time.time() // self._marker_width_s)
+        return [current - k for k in range(MARKER_BUCKETS + 1)]
+
+    def _expiry_ms(self, bucket: int) -> int:
+        """When a marker set expires: `claim_ttl_s` after the last marker it may take."""
+        return int(((bucket + 1) * self._marker_width_s + self.claim_ttl_s) * 1000)
+
+    @staticmethod
+    def _by_shard(event_ids: Sequence[str]) -> dict[int, list[str]]:
+        by_shard: dict[int, list[str]] = defaultdict(list)
+        for event_id in event_ids:
+            by_shard[zlib.crc32(event_id.encode()) % MARKER_SHARDS].append(event_id)
+        return by_shard
+
+    def _marker_key(self, shard: int, bucket: int) -> str:
+        return f"{self.namespace}:e:{{{shard}}}:{bucket}"
+
     def _user_key(self, user_id: UserId) -> str:
         return f"{self.namespace}:u:{{{user_id}}}"
 
     def _item_key(self, item_id: ItemId) -> str:
         return f"{self.namespace}:i:{{{item_id}}}"
-
-    def _event_key(self, event_id: str) -> str:
-        return f"{self.namespace}:e:{event_id}"
 
     @property
     def _trending_key(self) -> str:
@@ -222,3 +322,23 @@ def connect(url: str, *, socket_timeout_s: float = 2.0) -> redis.Redis | redis.R
         return redis.RedisCluster.from_url(base, **timeouts)
     retry = Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,))
     return redis.Redis.from_url(url, retry=retry, **timeouts)
+
+
+def _summed(counts: Sequence[ItemCount]) -> list[Any]:
+    """One item's counts for ITEM_COUNT_LUA: total engaged, newest time, event ids, and
+    (field, time, amount) per field and 10 s bucket (a bucket of every wider window too)."""
+    finest = WINDOWS[0]
+    sums: dict[tuple[int, int], list[float]] = {}  # (field, bucket) -> [amount, a time in it]
+    for c in counts:
+        entry = sums.setdefault((FIELD_INDEX[c.field], finest.bucket_of(c.ts)), [0.0, c.ts])
+        entry[0] += c.amount
+    values: list[float] = []
+    for (field, _), (amount, ts) in sums.items():
+        values += [field, ts, amount]
+    engaged = sum(c.amount for c in counts if c.field in ENGAGED)
+    ids = list(dict.fromkeys(c.event_id for c in counts))
+    return [engaged, max(c.ts for c in counts), ids, values]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -8,8 +8,10 @@ idempotent by event id, so a redelivered event is never counted twice.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -17,7 +19,14 @@ import numpy as np
 
 from recomatrix.events.base import Delivery, EventBus
 from recomatrix.features.base import ItemCount, OnlineStore
-from recomatrix.features.state import ENGAGED, ItemStats, UserState, trending_score
+from recomatrix.features.state import (
+    ENGAGED,
+    ItemState,
+    SessionVector,
+    UserState,
+    trending_score,
+)
+from recomatrix.features.windows import WINDOWS, WindowCounts
 from recomatrix.types import ENGAGEMENT_WEIGHT, WATCHED_TYPES, Event, ItemId, UserId
 
 log = logging.getLogger(__name__)
@@ -34,6 +43,8 @@ class StreamSettings:
     watched_retention_s: float = 7 * 86400.0  # watched-at entries older than this are dropped
     skipped_retention_s: float = 86400.0  # skipped-at entries older than this are dropped
     trending_refresh_s: float = 5.0  # how often cooling items are re-scored at wall time
+    trending_interval_s: float = 1.0  # the consuming loop re-scores touched items this often
+    batch_events: int = 10_000  # most events the consuming loop takes from the bus at once
 
 
 class StreamProcessor:
@@ -58,9 +69,13 @@ class StreamProcessor:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._retry: list[Delivery] = []  # a batch whose apply failed, still unacknowledged
+        # Items applied since trending was last re-scored, and the newest event time among them.
+        self._touched: set[ItemId] = set()
+        self._touched_ts = 0.0
+        self._rescored = -math.inf  # time.monotonic() of the last re-score
 
     def apply(self, events: Sequence[Event], *, copy_on_write: bool = True) -> int:
-        """Apply events not applied before; returns how many were new.
+        """Apply events not applied before and re-score their items; returns how many were new.
 
         The order makes a crash at any step safe with at-least-once redelivery: events
         already recorded as applied are skipped; item counts are added exactly once per
@@ -72,53 +87,78 @@ class StreamProcessor:
         `copy_on_write=False` mutates stored user states in place: only safe while nobody
         reads (bulk bootstrap), and much faster.
         """
+        fresh = self._apply(events, copy_on_write)
+        if fresh:
+            self.refresh_trending(sorted({e.item_id for e in fresh}), now=fresh[-1].ts)
+        return len(fresh)
+
+    def _apply(self, events: Sequence[Event], copy_on_write: bool) -> list[Event]:
+        """`apply` without the trending re-score; returns the fresh events, oldest first."""
         unique = list({e.event_id: e for e in events}.values())
         seen = self.store.seen_events([e.event_id for e in unique])
         fresh = [e for e, old in zip(unique, seen, strict=True) if not old]
         if not fresh:
-            return 0
-        fresh.sort(key=lambda e: e.ts)
-        users = self._load_users(sorted({e.user_id for e in fresh}), copy_on_write)
+            return []
+        fresh.sort(key=_event_time)
+        by_user: dict[UserId, list[Event]] = defaultdict(list)
         for event in fresh:
-            self._update_user(users[event.user_id], event)
+            by_user[event.user_id].append(event)
+        users = self._load_users(sorted(by_user), copy_on_write)
+        for user_id, user_events in by_user.items():
+            _update_user(users[user_id], user_events, self.settings, self.item_vector)
         if self.offline_sink is not None:  # before the commit: a crash repeats, never loses
             self.offline_sink(fresh)
         self.store.add_item_counts([c for e in fresh for c in _item_counts(e)])
         self.store.put_users(list(users.values()), applied_events=[e.event_id for e in fresh])
-        # Re-read the items: other workers add to the same counters concurrently.
-        self.refresh_trending(sorted({e.item_id for e in fresh}), now=fresh[-1].ts)
         self.applied += len(fresh)
         for callback in self.on_applied:
             callback(fresh)
-        return len(fresh)
+        return fresh
 
     def refresh_trending(self, item_ids: Sequence[ItemId], *, now: float) -> None:
         """Re-score items already in the trending table so cooling items drop out."""
         states = self.store.get_items(item_ids)
         self.store.set_trending(
             {
-                item_id: trending_score(s.engaged_5m, s.engaged_1h)
+                item_id: _trending_score_of(state, now)
                 for item_id, state in zip(item_ids, states, strict=True)
-                for s in (ItemStats.of(state, now=now),)
             }
         )
 
-    def run_once(self, *, max_events: int = 2000, block_s: float = 0.05) -> int:
-        """Consume one batch from the bus (or retry a failed one), apply it, acknowledge it."""
+    def run_once(self, *, max_events: int | None = None, block_s: float = 0.05) -> int:
+        """Consume one batch from the bus (or retry a failed one), apply it, acknowledge it.
+
+        Items it touched are re-scored for trending at most every `trending_interval_s`
+        (wall time), not after every batch: one read of their counters per interval.
+        """
         deliveries, self._retry = self._retry, []
         if not deliveries:
+            batch = self.settings.batch_events if max_events is None else max_events
             deliveries = self.bus.consume(
-                self.group, self.consumer, max_events=max_events, block_s=block_s
+                self.group, self.consumer, max_events=batch, block_s=block_s
             )
-        if not deliveries:
-            return 0
-        try:
-            applied = self.apply([d.event for d in deliveries])
-        except Exception:
-            self._retry = deliveries  # still pending on the bus; applying again is a no-op
-            raise
-        self.bus.ack(self.group, [d.message_id for d in deliveries])
-        return applied
+        fresh: list[Event] = []
+        if deliveries:
+            try:
+                fresh = self._apply([d.event for d in deliveries], copy_on_write=True)
+            except Exception:
+                self._retry = deliveries  # still pending on the bus; applying again is a no-op
+                raise
+            self.bus.ack(self.group, [d.message_id for d in deliveries])
+        self._rescore_when_due(fresh)
+        return len(fresh)
+
+    def _rescore_when_due(self, fresh: Sequence[Event]) -> None:
+        """Re-score the items touched since the last re-score once the interval is over."""
+        self._touched.update(e.item_id for e in fresh)
+        if fresh:
+            self._touched_ts = max(self._touched_ts, fresh[-1].ts)
+        if not self._touched:
+            return
+        if time.monotonic() - self._rescored >= self.settings.trending_interval_s:
+            self.refresh_trending(sorted(self._touched), now=self._touched_ts)
+            self._touched.clear()  # only once scored: a failed re-score is tried again
+            self._rescored = time.monotonic()
 
     def start(self) -> None:
         """Run `run_once` in a background thread until `stop()`."""
@@ -158,32 +198,86 @@ class StreamProcessor:
             for u, s in zip(user_ids, states, strict=True)
         }
 
-    def _update_user(self, user: UserState, event: Event) -> None:
-        settings = self.settings
-        user.windows.add(event.type, ts=event.ts)
-        if event.watch_seconds:
-            user.windows.add("watch_seconds", ts=event.ts, amount=event.watch_seconds)
-        weight = ENGAGEMENT_WEIGHT.get(event.type, 0.0)
-        vector = self.item_vector(event.item_id) if weight else None
-        if vector is not None:
-            user.session.add(
-                vector, weight=weight, ts=event.ts, half_life_s=settings.session_half_life_s
-            )
-        # Recent items feed the "share of this genre in what you just watched" feature: a
-        # skip is the opposite of interest, so it must not make its genre look wanted.
+
+def _trending_score_of(state: ItemState | None, now: float) -> float:
+    """`trending_score` from the two windows it reads (not every `ItemStats` field)."""
+    if state is None:
+        return 0.0
+    recent, hour = (state.windows.get(name, now=now) for name in ("5m", "1h"))
+    return trending_score(sum(recent.get(t, 0.0) for t in ENGAGED),
+                          sum(hour.get(t, 0.0) for t in ENGAGED))  # fmt: skip
+
+
+def _event_time(event: Event) -> float:
+    return event.ts
+
+
+def _update_user(
+    user: UserState, events: Sequence[Event], settings: StreamSettings, item_vector: VectorLookup
+) -> None:
+    """Apply one user's new events, oldest first, batched: one window add per (field, 10 s
+    bucket) and one session-vector update for all the engagement (the same sums)."""
+    _count_in_windows(user.windows, events)
+    _engage_session(user.session, events, settings.session_half_life_s, item_vector)
+    # Recent items feed the "share of this genre in what you just watched" feature: a
+    # skip is the opposite of interest, so it must not make its genre look wanted.
+    newest_first: dict[ItemId, None] = {}
+    for event in reversed(events):
         if event.type not in ("impression", "skip"):
-            if event.item_id in user.recent_items:
-                user.recent_items.remove(event.item_id)
-            user.recent_items.insert(0, event.item_id)
-            del user.recent_items[settings.recent_items :]
-        if event.type in ENGAGED:
-            user.history.append(event.item_id)
-            del user.history[: -settings.history_items]
-        if event.type in WATCHED_TYPES:
-            user.watched = _remember(user.watched, event, settings.watched_retention_s)
-        if event.type == "skip":
-            user.skipped = _remember(user.skipped, event, settings.skipped_retention_s)
-        user.last_ts = max(user.last_ts, event.ts)
+            newest_first.setdefault(event.item_id)
+    if newest_first:
+        older = [i for i in user.recent_items if i not in newest_first]
+        user.recent_items = [*newest_first, *older][: settings.recent_items]
+    engaged = [e.item_id for e in events if e.type in ENGAGED]
+    if engaged:
+        user.history.extend(engaged)
+        del user.history[: -settings.history_items]
+    watched = [e for e in events if e.type in WATCHED_TYPES]
+    if watched:
+        user.watched = _remember(user.watched, watched, settings.watched_retention_s)
+    skipped = [e for e in events if e.type == "skip"]
+    if skipped:
+        user.skipped = _remember(user.skipped, skipped, settings.skipped_retention_s)
+    user.last_ts = max(user.last_ts, events[-1].ts)
+
+
+def _count_in_windows(windows: WindowCounts, events: Sequence[Event]) -> None:
+    """Add events to rolling windows summed per 10 s bucket: every window's buckets are
+    whole multiples of the 10 s one, so the counts land where single adds would."""
+    finest = WINDOWS[0]
+    sums: dict[int, tuple[float, dict[str, float]]] = {}  # bucket -> (a ts in it, amounts)
+    for event in events:
+        amounts = sums.setdefault(finest.bucket_of(event.ts), (event.ts, {}))[1]
+        amounts[event.type] = amounts.get(event.type, 0.0) + 1.0
+        if event.watch_seconds:
+            amounts["watch_seconds"] = amounts.get("watch_seconds", 0.0) + event.watch_seconds
+    for ts, amounts in sums.values():
+        windows.add_amounts(amounts, ts=ts)
+
+
+def _engage_session(
+    session: SessionVector, events: Sequence[Event], half_life_s: float, item_vector: VectorLookup
+) -> None:
+    """Add the events' weighted item vectors to the session in one step: each fades from its
+    event time to the newest time seen, as `SessionVector.add` one by one would."""
+    times, weights, vectors = [], [], []
+    for event in events:
+        weight = ENGAGEMENT_WEIGHT.get(event.type, 0.0)
+        vector = item_vector(event.item_id) if weight else None
+        if vector is not None:
+            times.append(event.ts)
+            weights.append(weight)
+            vectors.append(vector)
+    if not vectors:
+        return
+    if session.vector is None:
+        session.vector, session.ts = np.zeros_like(vectors[0], dtype=np.float32), times[0]
+    newest = max(session.ts, times[-1])
+    ages = newest - np.array([session.ts, *times])
+    fades = np.power(0.5, ages / half_life_s) * np.array([1.0, *weights])
+    stacked = np.array([session.vector, *vectors], dtype=np.float32)
+    session.vector = fades.astype(np.float32) @ stacked
+    session.ts = newest
 
 
 def _item_counts(event: Event) -> list[ItemCount]:
@@ -196,10 +290,13 @@ def _item_counts(event: Event) -> list[ItemCount]:
     return counts
 
 
-def _remember(seen: dict[ItemId, float], event: Event, retention_s: float) -> dict[ItemId, float]:
-    """`seen` with the event's item at its latest time, pruned of entries past retention."""
-    seen[event.item_id] = max(event.ts, seen.get(event.item_id, 0.0))
+def _remember(
+    seen: dict[ItemId, float], events: Sequence[Event], retention_s: float
+) -> dict[ItemId, float]:
+    """`seen` with the events' items at their latest time, pruned of entries past retention."""
+    for event in events:
+        seen[event.item_id] = max(event.ts, seen.get(event.item_id, 0.0))
     if len(seen) > 256:
-        horizon = event.ts - retention_s
+        horizon = events[-1].ts - retention_s
         seen = {i: t for i, t in seen.items() if t >= horizon}
     return seen
