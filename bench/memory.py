@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from recomatrix.bench.common import release_free_memory, rss_mb
-from recomatrix.bench.scale_engine import build_scale_engine
+from recomatrix.bench.scale_engine import build_scale_engine, cached_index_path
 from recomatrix.config import Settings
 from recomatrix.data.scale import generate_scale_world
 from recomatrix.features import UserProfiles
@@ -43,24 +43,34 @@ def main() -> None:
     step = Steps()
     world = generate_scale_world(n_items=args.items, n_users=args.items)
     step("world arrays")
-    items = world.items()
-    step("item records")
     catalogue = Catalogue(ndim=world.dim, capacity=world.n_items)
-    keys = catalogue.put(items, world.item_vectors)
+    keys = catalogue.load(world.item_columns(), world.item_vectors)
     step("catalogue")
-    index = HnswIndex(ndim=world.dim)
-    index.add(keys, world.item_vectors)
-    step("hnsw index")
+    settings = Settings()
+    connectivity = settings.retrieval.hnsw_connectivity
+    cached = (
+        None if args.index_cache is None else cached_index_path(world, settings, args.index_cache)
+    )
+    if cached is not None and cached.exists():
+        index = HnswIndex(ndim=world.dim, connectivity=connectivity, path=cached)
+        step("hnsw index (loaded)")
+    else:
+        index = HnswIndex(ndim=world.dim, connectivity=connectivity, threads=2)
+        index.add(keys, world.item_vectors)
+        step("hnsw index")
+        if cached is not None:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            index.save(cached)
     profiles = UserProfiles(
         user_ids=[world.user_id(u) for u in range(world.n_users)], vectors=world.user_vectors,
         indptr=world.history_indptr, history=world.history_items,
-        item_ids=[it.item_id for it in items],
+        item_ids=[catalogue.item_id(k) or "" for k in range(world.n_items)],
     )  # fmt: skip
     step("user profiles")
-    del items, catalogue, index, profiles, keys
+    del catalogue, index, profiles, keys
     step("parts freed")
     with tempfile.TemporaryDirectory() as home:
-        built = build_scale_engine(world, Settings(), home=Path(home), index_cache=args.index_cache)
+        built = build_scale_engine(world, settings, home=Path(home), index_cache=args.index_cache)
         step("whole engine")
         world = dataclasses.replace(world, item_vectors=built.engine.catalogue.matrix())
         step("world f32 freed")

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recomatrix.retrieval import Catalogue
+from recomatrix.retrieval import Catalogue, ItemColumns
 from recomatrix.types import Item
 
 text = st.text(max_size=40)
@@ -79,3 +79,46 @@ def test_text_too_long_is_refused_and_nothing_changes() -> None:
     assert len(catalogue) == 1 and "b" not in catalogue
     catalogue.put([Item("c", "next")], np.ones((1, 2), dtype=np.float32))
     assert catalogue.get("c") == Item("c", "next") and catalogue.key("c") == 1
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(items, max_size=30, unique_by=lambda it: it.item_id))
+def test_a_column_load_stores_what_put_would(batch: list[Item]) -> None:
+    loaded, put = Catalogue(ndim=2, capacity=1), Catalogue(ndim=2, capacity=1)
+    put.put([Item("first", "before")], np.zeros((1, 2), dtype=np.float32))
+    loaded.put([Item("first", "before")], np.zeros((1, 2), dtype=np.float32))
+    vectors = np.arange(2 * len(batch), dtype=np.float32).reshape(-1, 2)
+    columns = ItemColumns(
+        item_ids=[it.item_id for it in batch if it.item_id != "first"],
+        titles=[it.title for it in batch if it.item_id != "first"],
+        genres=[it.genres for it in batch if it.item_id != "first"],
+        creator_ids=[it.creator_id for it in batch if it.item_id != "first"],
+        created_at=np.array([it.created_at for it in batch if it.item_id != "first"]),
+        sponsored=np.array([it.sponsored for it in batch if it.item_id != "first"], dtype=bool),
+        descriptions=[it.description for it in batch if it.item_id != "first"],
+        tags=[it.tags for it in batch if it.item_id != "first"],
+    )
+    fresh = [it for it in batch if it.item_id != "first"]
+    keys = loaded.load(columns, vectors[: len(fresh)])
+    assert keys.tolist() == put.put(fresh, vectors[: len(fresh)]).tolist()
+    assert loaded.items() == put.items()
+    assert np.array_equal(loaded.matrix(), put.matrix())
+    assert all(loaded.traits(k) == put.traits(k) for k in keys.tolist())
+
+
+def test_a_load_refuses_stored_or_repeated_ids_and_ragged_columns() -> None:
+    catalogue = Catalogue(ndim=2)
+    catalogue.put([Item("a", "A")], np.ones((1, 2), dtype=np.float32))
+
+    def columns(ids: list[str], n_titles: int) -> ItemColumns:
+        return ItemColumns(
+            item_ids=ids, titles=["t"] * n_titles, genres=[()] * len(ids),
+            creator_ids=[""] * len(ids), created_at=np.zeros(len(ids)),
+            sponsored=np.zeros(len(ids), dtype=bool),
+        )  # fmt: skip
+
+    for bad, match in ((columns(["a"], 1), "new items"), (columns(["b", "b"], 2), "repeats"),
+                       (columns(["b", "c"], 1), "rows")):  # fmt: skip
+        with pytest.raises(ValueError, match=match):
+            catalogue.load(bad, np.ones((len(bad), 2), dtype=np.float32))
+    assert len(catalogue) == 1 and catalogue.get("a") == Item("a", "A")

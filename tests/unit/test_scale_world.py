@@ -8,6 +8,7 @@ import pytest
 from recomatrix.data.scale import generate_scale_world, live_events
 from recomatrix.events import open_bus
 from recomatrix.features import MemoryOnlineStore, UserProfiles
+from recomatrix.retrieval import Catalogue
 from recomatrix.stream.processor import StreamProcessor
 from recomatrix.types import Event
 
@@ -103,3 +104,10 @@ def test_profile_lookup_tells_prefixes_and_unicode_ids_apart() -> None:
         UserProfiles(user_ids=["x", "x"], vectors=np.eye(2, dtype=np.float32),
                      indptr=np.zeros(3, dtype=np.int64), history=np.zeros(0, dtype=np.int32),
                      item_ids=[])  # fmt: skip
+
+
+def test_item_columns_hold_the_same_records_as_the_items(world) -> None:  # type: ignore[no-untyped-def]
+    columns, items = world.item_columns(), world.items()
+    catalogue = Catalogue(ndim=world.dim, capacity=1)
+    catalogue.load(columns, world.item_vectors)
+    assert catalogue.items() == items

@@ -83,6 +83,14 @@ def train_synthetic_ranker(directory: Path, *, rows: int = 60_000, seed: int = 3
     trained.save(directory)
 
 
+def cached_index_path(world: ScaleWorld, settings: Settings, folder: Path) -> Path:
+    """Where the main index of this exact world (size, seed, dimension, graph degree) is
+    saved in an index cache folder."""
+    retrieval = settings.retrieval
+    name = f"scale-{world.n_items}-{world.seed}-{retrieval.dim}-m{retrieval.hnsw_connectivity}"
+    return folder / f"{name}.usearch"
+
+
 def build_scale_engine(
     world: ScaleWorld,
     settings: Settings,
@@ -107,16 +115,15 @@ def build_scale_engine(
 
     dim = settings.retrieval.dim
     catalogue = Catalogue(ndim=dim, capacity=world.n_items + 4096)
-    items = world.items()
-    keys = catalogue.put(items, world.item_vectors)
+    columns = world.item_columns()
+    keys = catalogue.load(columns, world.item_vectors)
+    item_ids = columns.item_ids
+    del columns  # the catalogue keeps the ids, not the rest
     seconds["catalogue"] = time.perf_counter() - started
 
     mark = time.perf_counter()
     retrieval = settings.retrieval
-    cached = None
-    if index_cache is not None:
-        name = f"scale-{world.n_items}-{world.seed}-{dim}-m{retrieval.hnsw_connectivity}.usearch"
-        cached = index_cache / name
+    cached = None if index_cache is None else cached_index_path(world, settings, index_cache)
     hnsw = functools.partial(
         HnswIndex,
         ndim=dim,
@@ -139,7 +146,6 @@ def build_scale_engine(
     fresh.add(keys[newest], world.item_vectors[newest])
 
     mark = time.perf_counter()
-    item_ids = [it.item_id for it in items]
     profiles = UserProfiles(
         user_ids=[world.user_id(u) for u in range(world.n_users)],
         vectors=world.user_vectors,
@@ -183,4 +189,10 @@ def build_scale_engine(
     return ScaleBuild(engine, {k: round(v, 2) for k, v in seconds.items()}, len(events))
 
 
-__all__ = ["GenreCentreEmbedder", "ScaleBuild", "build_scale_engine", "train_synthetic_ranker"]
+__all__ = [
+    "GenreCentreEmbedder",
+    "ScaleBuild",
+    "build_scale_engine",
+    "cached_index_path",
+    "train_synthetic_ranker",
+]

@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from recomatrix.data.catalogue import GENRES
+from recomatrix.retrieval.catalog import ItemColumns
 from recomatrix.types import Event, Item
 
 F32 = npt.NDArray[np.float32]
@@ -73,6 +74,23 @@ class ScaleWorld:
 
     def genre(self, cluster: int) -> str:
         return GENRES[cluster % len(GENRES)]
+
+    def item_columns(self) -> ItemColumns:
+        """Every item's catalogue record as columns, for `Catalogue.load` (ids made in one
+        run, so the ones the catalogue keeps sit together in memory)."""
+        item_ids = [self.item_id(i) for i in range(self.n_items)]
+        genre_of_cluster = [(self.genre(c),) for c in range(CLUSTERS)]
+        names = [name.title() for (name,) in genre_of_cluster]
+        cluster = self.item_cluster.tolist()
+        creators = {c: f"c{c:06d}" for c in np.unique(self.item_creator).tolist()}
+        return ItemColumns(
+            item_ids=item_ids,
+            titles=[f"{names[c]} #{i}" for i, c in enumerate(cluster)],
+            genres=[genre_of_cluster[c] for c in cluster],
+            creator_ids=[creators[c] for c in self.item_creator.tolist()],
+            created_at=self.item_created_at,
+            sponsored=np.arange(self.n_items) % 500 == 0,
+        )
 
     def items(self, start: int = 0, stop: int | None = None) -> list[Item]:
         """Catalogue records of items [start, stop): short titles, shared genre/creator strings."""

@@ -1,7 +1,7 @@
 """Candidate retrieval: the item catalogue, vector indexes and candidate sources."""
 
 from recomatrix.retrieval.base import Neighbours, VectorIndex
-from recomatrix.retrieval.catalog import Catalogue
+from recomatrix.retrieval.catalog import Catalogue, ItemColumns
 from recomatrix.retrieval.index import ExactIndex, HnswIndex, normalise
 from recomatrix.retrieval.sources import CandidateSources, SourceSizes
 from recomatrix.retrieval.tiered import TieredIndex
@@ -11,6 +11,7 @@ __all__ = [
     "Catalogue",
     "ExactIndex",
     "HnswIndex",
+    "ItemColumns",
     "Neighbours",
     "SourceSizes",
     "TieredIndex",

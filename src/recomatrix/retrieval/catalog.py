@@ -6,6 +6,7 @@ import sys
 import threading
 from array import array
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import msgpack  # type: ignore[import-untyped]  # ships no type information
@@ -25,6 +26,28 @@ class Traits(NamedTuple):
     creator_id: str
     sponsored: bool
     created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ItemColumns:
+    """Many new items as columns, for a bulk load (`Catalogue.load`): row i of each is item i.
+
+    A million `Item` objects alive at once fragment the heap they leave behind (their long-
+    lived ids end up interleaved with short-lived titles and floats, so the freed memory
+    cannot go back to the OS); a column load never makes them.
+    """
+
+    item_ids: Sequence[ItemId]
+    titles: Sequence[str]
+    genres: Sequence[tuple[str, ...]]
+    creator_ids: Sequence[str]
+    created_at: np.ndarray
+    sponsored: np.ndarray
+    descriptions: Sequence[str] | None = None  # None: all empty
+    tags: Sequence[tuple[str, ...]] | None = None  # None: all empty
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
 
 
 class Catalogue:
@@ -89,6 +112,41 @@ class Catalogue:
             for item_id in new:  # publish: only now can a reader find the new keys
                 self._ids.append(item_id)
                 self._keys[item_id] = len(self._ids) - 1
+            return keys
+
+    def load(self, columns: ItemColumns, vectors: np.ndarray) -> np.ndarray:
+        """Add many new items at once from columns (see `ItemColumns`); returns their keys.
+        Every id must be new and appear once: replacing items is `put`'s job."""
+        n = len(columns)
+        required = (columns.titles, columns.genres, columns.creator_ids, columns.created_at,
+                    columns.sponsored, vectors)  # fmt: skip
+        optional = [c for c in (columns.descriptions, columns.tags) if c is not None]
+        if any(len(column) != n for column in (*required, *optional)):
+            raise ValueError(f"every column of a load needs {n} rows (one per item id)")
+        if len(set(columns.item_ids)) != n or any(i in self._keys for i in columns.item_ids):
+            raise ValueError("a load adds new items only: an id repeats or is already stored")
+        no_text = ("",) * n
+        records = [
+            _text_record(Item(item_id, title, description, tags))
+            for item_id, title, description, tags in zip(
+                columns.item_ids, columns.titles, columns.descriptions or no_text,
+                columns.tags or ((),) * n, strict=True,
+            )
+        ]  # fmt: skip
+        with self._lock:
+            first = len(self._ids)
+            for record in records:
+                self._text[1].append(self._pack_text(record))
+            del records
+            self._genres.extend(self._shared(tuple(g)) for g in columns.genres)
+            self._creators.extend(sys.intern(c) for c in columns.creator_ids)
+            self._created.frombytes(np.asarray(columns.created_at, dtype="<f8").tobytes())
+            self._sponsored.extend(np.asarray(columns.sponsored, dtype=bool).tobytes())
+            keys = np.arange(first, first + n, dtype=np.int64)
+            self._grow(first + n)
+            self._vectors[keys] = vectors
+            self._ids.extend(columns.item_ids)  # publish
+            self._keys.update(zip(columns.item_ids, range(first, first + n), strict=True))
             return keys
 
     def delete(self, item_id: ItemId) -> int | None:
