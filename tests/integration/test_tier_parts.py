@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from recomatrix.bootstrap import build_engine
@@ -22,7 +24,7 @@ from recomatrix.tier.api import apply_changes, build_api_engine, settings_from_e
 from recomatrix.tier.broadcast import START, ItemChange, ItemFeed
 from recomatrix.tier.mapped import MappedHnswIndex
 from recomatrix.tier.seed import deploy, deployed_version
-from recomatrix.tier.snapshot import Snapshot, latest_snapshot
+from recomatrix.tier.snapshot import ITEM_SCHEMA, Manifest, Snapshot, latest_snapshot
 from recomatrix.tier.worker import Worker
 from recomatrix.types import Event, Item
 
@@ -214,3 +216,23 @@ def test_a_worker_applies_events_with_snapshot_and_feed_vectors(
     assert session is not None
     assert np.allclose(session, snapshot_vector * 1.0 + vector * 2.0, atol=1e-3)
     assert bus.lag("stream") == 0
+
+
+def test_a_snapshot_with_deleted_keys_loads_the_rest_under_their_keys(tmp_path: Path) -> None:
+    items = [
+        Item("a", "A", "about a", ("x",), ("drama",), "c1", 1.0, True),
+        Item("c", "C", genres=("comedy", "drama"), creator_id="c2", created_at=3.0),
+    ]
+    columns = {name: [getattr(it, name) for it in items] for name in ITEM_SCHEMA.names[1:]}
+    pq.write_table(pa.table({"key": [0, 2], **columns}, schema=ITEM_SCHEMA),
+                   tmp_path / "items.parquet")  # fmt: skip
+    vectors = np.eye(3, 4, dtype=np.float16)  # key 1 was deleted before the snapshot
+    np.save(tmp_path / "vectors.npy", vectors)
+    manifest = Manifest(1, "v1", 0, 2, 4, "hashing", ["comedy", "drama"], ["a"], "0-0")
+    catalogue = Snapshot(tmp_path, manifest).catalogue()
+    assert len(catalogue) == 2 and catalogue.item_id(1) is None
+    assert catalogue.get("a") == items[0] and catalogue.get("c") == items[1]
+    assert catalogue.key("a") == 0 and catalogue.key("c") == 2
+    assert np.array_equal(catalogue.vector("c"), vectors[2].astype(np.float32))
+    new = catalogue.put([Item("d", "D")], np.ones((1, 4), dtype=np.float32))
+    assert new.tolist() == [3]  # keys after the snapshot's never collide with its own

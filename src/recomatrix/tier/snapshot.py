@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from recomatrix.config import RetrievalSettings
-from recomatrix.retrieval import Catalogue, ExactIndex
+from recomatrix.retrieval import Catalogue, ExactIndex, ItemColumns
 from recomatrix.tier.mapped import MappedHnswIndex
 from recomatrix.types import Item, ItemId
 
@@ -95,17 +95,37 @@ class Snapshot:
         return dict(zip(ids, keys, strict=True))
 
     def catalogue(self) -> Catalogue:
-        """The catalogue with every item under the key the main index knows it by."""
-        items, keys = self.items()
+        """The catalogue with every item under the key the main index knows it by (a column
+        load: no `Item` per row, see `ItemColumns`)."""
+        table = pq.read_table(self.folder / "items.parquet", schema=ITEM_SCHEMA)
         vectors = self.vectors()
+        # Keys are positions in load order: keys of deleted items are filled and dropped again.
+        row_of = np.full(len(vectors), -1, dtype=np.int64)
+        row_of[table.column("key").to_numpy()] = np.arange(table.num_rows)
+        gaps = np.flatnonzero(row_of < 0)
+        rows = row_of.tolist()
+
+        def column(name: str, filler: Any, convert: Any = None) -> list[Any]:
+            values = table.column(name).to_pylist()
+            if convert is not None:
+                values = [convert(v) for v in values]
+            return [values[r] if r >= 0 else filler for r in rows]
+
+        columns = ItemColumns(
+            item_ids=[i if r >= 0 else f"\x00deleted-{k}"
+                      for k, (r, i) in enumerate(zip(rows, column("item_id", ""), strict=True))],
+            titles=column("title", ""),
+            genres=column("genres", (), tuple),
+            creator_ids=column("creator_id", ""),
+            created_at=np.array(column("created_at", 0.0), dtype=np.float64),
+            sponsored=np.array(column("sponsored", False), dtype=bool),
+            descriptions=column("description", ""),
+            tags=column("tags", (), tuple),
+        )  # fmt: skip
         catalogue = Catalogue(ndim=self.manifest.dim, capacity=len(vectors) + 1024)
-        # Keys are positions in put order: keys of deleted items are filled and dropped again.
-        by_key: list[Item] = [Item(f"\x00deleted-{k}", "") for k in range(len(vectors))]
-        for item, key in zip(items, keys.tolist(), strict=True):
-            by_key[key] = item
-        catalogue.put(by_key, vectors)
-        for key in sorted(set(range(len(vectors))) - set(keys.tolist())):
-            catalogue.delete(by_key[key].item_id)
+        catalogue.load(columns, vectors)
+        for key in gaps.tolist():
+            catalogue.delete(f"\x00deleted-{key}")
         return catalogue
 
     def main_index(self, retrieval: RetrievalSettings) -> MappedHnswIndex:
