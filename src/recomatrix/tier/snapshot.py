@@ -82,12 +82,6 @@ class Snapshot:
         matrix: np.ndarray = np.load(self.folder / "vectors.npy", mmap_mode="r")
         return matrix
 
-    def items(self) -> tuple[list[Item], np.ndarray]:
-        """The catalogue's items and their keys, in key order."""
-        table = pq.read_table(self.folder / "items.parquet", schema=ITEM_SCHEMA)
-        keys = table.column("key").to_numpy()
-        return [item_from_row(row) for row in table.drop(["key"]).to_pylist()], keys
-
     def keys(self) -> dict[ItemId, int]:
         """Item id -> key (the row of `vectors()`), without loading the rest of the items."""
         table = pq.read_table(self.folder / "items.parquet", columns=["item_id", "key"])
