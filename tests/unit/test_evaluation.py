@@ -15,6 +15,7 @@ from recomatrix.data.world import World
 from recomatrix.evaluation import RankingScores, replay, split_by_time
 from recomatrix.evaluation.als import ALS
 from recomatrix.evaluation.baselines import ItemKNN, MostPopular, RandomItems, RecentPopular
+from recomatrix.evaluation.run import validation_world
 from recomatrix.evaluation.systems import SnapshotStore
 from recomatrix.events import open_bus
 from recomatrix.features import MemoryOnlineStore
@@ -228,3 +229,16 @@ def test_interactions_loader_joins_an_items_file_and_checks_every_item_is_in_it(
     assert world.items_by_id()["2"].genres == ("drama", "comedy")
     assert [e.type for e in world.events] == ["click", "click"]
     assert world.events[-1].ts == 1_704_067_200.0
+
+
+def test_validation_world_holds_only_the_log_before_the_test_split() -> None:
+    world = tiny_world()
+    split = split_by_time(world, test_fraction=0.2)
+    before = validation_world(world, test_fraction=0.2)
+    test_ids = {e.event_id for e in split.test}
+    assert [e.event_id for e in before.events] == [e.event_id for e in split.train.events]
+    assert not test_ids & {e.event_id for e in before.events}
+    # Its own split (the validation slice) is cut from those events only.
+    inner = split_by_time(before, test_fraction=0.15)
+    assert {e.event_id for e in inner.test} <= {e.event_id for e in split.train.events}
+    assert "late" not in {it.item_id for it in before.all_items}  # arrives after the split

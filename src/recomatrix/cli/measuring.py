@@ -71,6 +71,15 @@ def eval_(
     cold_start: Annotated[
         bool, typer.Option("--cold-start", help="Hold 10 % of items out of training.")
     ] = False,
+    validation: Annotated[
+        float | None,
+        typer.Option(
+            min=0.01,
+            max=0.99,
+            help="Replay this last share of the log before the "
+            "test split instead of the test log (tuning; the test log is not read).",
+        ),
+    ] = None,
     output: Annotated[Path | None, typer.Option(help="Write the JSON report here.")] = None,
     encoder: Encoder = None,
     home: Home = None,
@@ -99,7 +108,8 @@ def eval_(
     with console.status("loading the evaluation data"):
         name, world = _eval_world(dataset, interactions, loader, sizes, settings.data.seed)
     run = EvalConfig(dataset=name, k=k, test_fraction=test_fraction, cold_start=cold_start,
-                     sample_users=sample_users, seed=settings.data.seed)  # fmt: skip
+                     sample_users=sample_users, seed=settings.data.seed,
+                     validation_fraction=validation)  # fmt: skip
     columns_shown = (TextColumn("{task.description:<22}"), BarColumn(),
                      TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn())  # fmt: skip
     with Progress(*columns_shown, console=console) as progress:

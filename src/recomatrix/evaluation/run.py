@@ -33,6 +33,9 @@ class EvalConfig:
     sample_users: int | None = None  # score only this many users' targets (seeded)
     seed: int = 7
     trending_window_hours: float = 24.0  # RecentPopular's sliding window of event time
+    # Evaluate on a validation slice instead: the last share of the log *before* the test
+    # split becomes the replayed log, and the test log is never read (for tuning).
+    validation_fraction: float | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -55,6 +58,7 @@ class EvalReport:
             "protocol": {
                 "split": "time: the last test_fraction of the log (by position) is the test log",
                 "test_fraction": self.config.test_fraction,
+                "validation_fraction": self.config.validation_fraction,
                 "split_ts": split.split_ts,
                 "split_utc": datetime.fromtimestamp(split.split_ts, UTC).isoformat(),
                 "train_events": len(split.train.events),
@@ -104,9 +108,11 @@ def evaluate(
         timings[phase] = round(now - since, 2)
         return now
 
+    if config.validation_fraction is not None:
+        world = validation_world(world, test_fraction=config.test_fraction)
     split = split_by_time(
         world,
-        test_fraction=config.test_fraction,
+        test_fraction=config.validation_fraction or config.test_fraction,
         cold_start_share=config.cold_start_share if config.cold_start else 0.0,
         seed=config.seed,
     )
@@ -146,4 +152,9 @@ def evaluate(
     )
 
 
-__all__ = ["EvalConfig", "EvalReport", "evaluate"]
+def validation_world(world: World, *, test_fraction: float) -> World:
+    """`world` cut at the test split: the events before it, the catalogue as of then."""
+    return split_by_time(world, test_fraction=test_fraction).train
+
+
+__all__ = ["EvalConfig", "EvalReport", "evaluate", "validation_world"]
