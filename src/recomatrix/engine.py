@@ -189,7 +189,7 @@ class Engine:
         metrics.RECOMMENDATIONS.inc()
         if self.offline is not None:
             rows = {c.item_id: features[order[i]] for i, c in enumerate(ranked)}
-            self._log_impressions(user_id, final, rows, models.version, now)
+            self._log_impressions(user_id, final, rows, models, now)
         return Recommendations(
             user_id, final, models.version, timings, query is not None, reads.degraded
         )
@@ -259,11 +259,11 @@ class Engine:
 
     def _log_impressions(
         self, user_id: UserId, served: list[Candidate], rows: dict[ItemId, np.ndarray],
-        version: str, now: float,
+        models: Models, now: float,
     ) -> None:  # fmt: skip
         assert self.offline is not None
         request_id = uuid.uuid4().hex
-        width = len(self.models.ranker.feature_names)
+        version, width = models.version, len(models.ranker.feature_names)  # the request's own
         self.offline.append_impressions(
             [
                 Impression(request_id, user_id, c.item_id, pos, c.source, c.score, version, now,
