@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -129,7 +130,7 @@ class ItemStats:
     @staticmethod
     def _compute(state: ItemState, now: float) -> ItemStats:
         w5, w1h, w24 = (state.windows.get(n, now=now) for n in ("5m", "1h", "24h"))
-        e5, e1, e24 = (sum(w.get(t, 0.0) for t in ENGAGED) for w in (w5, w1h, w24))
+        e5, e1, e24 = engaged(w5), engaged(w1h), engaged(w24)
         imp1, imp24 = w1h.get("impression", 0.0), w24.get("impression", 0.0)
         return ItemStats(
             engaged_5m=e5,
@@ -158,6 +159,11 @@ def velocity(engaged_5m: float, engaged_1h: float) -> float:
     1.8
     """
     return engaged_5m / 5.0 - engaged_1h / 60.0
+
+
+def engaged(counts: Mapping[str, float]) -> float:
+    """Positive engagement (`ENGAGED` event types) in one window's counts."""
+    return sum(counts.get(t, 0.0) for t in ENGAGED)
 
 
 def trending_score(engaged_5m: float, engaged_1h: float) -> float:

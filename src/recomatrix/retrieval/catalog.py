@@ -92,7 +92,9 @@ class Catalogue:
         """Create or replace items with their vectors; returns their keys."""
         if len(items) != len(vectors):
             raise ValueError(f"{len(items)} items but {len(vectors)} vectors")
-        records = [_text_record(item) for item in items]  # refuse a bad batch before any write
+        records = [
+            _text_record(it.item_id, it.title, it.description, it.tags) for it in items
+        ]  # refuse a bad batch before any write
         with self._lock:
             keys = np.empty(len(items), dtype=np.int64)
             new: dict[ItemId, tuple[Item, bytes]] = {}  # first seen here; the last put wins
@@ -127,7 +129,7 @@ class Catalogue:
             raise ValueError("a load adds new items only: an id repeats or is already stored")
         no_text = ("",) * n
         records = [
-            _text_record(Item(item_id, title, description, tags))
+            _text_record(item_id, title, description, tags)
             for item_id, title, description, tags in zip(
                 columns.item_ids, columns.titles, columns.descriptions or no_text,
                 columns.tags or ((),) * n, strict=True,
@@ -283,8 +285,8 @@ class Catalogue:
         self._vectors = grown
 
 
-def _text_record(item: Item) -> bytes:
-    record: bytes = msgpack.packb([item.title, item.description, list(item.tags)])
+def _text_record(item_id: ItemId, title: str, description: str, tags: Sequence[str]) -> bytes:
+    record: bytes = msgpack.packb([title, description, list(tags)])
     if len(record) > _LENGTH:
-        raise ValueError(f"item {item.item_id!r}: text of {len(record)} bytes is too long")
+        raise ValueError(f"item {item_id!r}: text of {len(record)} bytes is too long")
     return record

@@ -24,6 +24,7 @@ from recomatrix.features.state import (
     ItemState,
     SessionVector,
     UserState,
+    engaged,
     trending_score,
 )
 from recomatrix.features.windows import WINDOWS, WindowCounts
@@ -204,8 +205,7 @@ def _trending_score_of(state: ItemState | None, now: float) -> float:
     if state is None:
         return 0.0
     recent, hour = (state.windows.get(name, now=now) for name in ("5m", "1h"))
-    return trending_score(sum(recent.get(t, 0.0) for t in ENGAGED),
-                          sum(hour.get(t, 0.0) for t in ENGAGED))  # fmt: skip
+    return trending_score(engaged(recent), engaged(hour))
 
 
 def _event_time(event: Event) -> float:
@@ -228,9 +228,9 @@ def _update_user(
     if newest_first:
         older = [i for i in user.recent_items if i not in newest_first]
         user.recent_items = [*newest_first, *older][: settings.recent_items]
-    engaged = [e.item_id for e in events if e.type in ENGAGED]
-    if engaged:
-        user.history.extend(engaged)
+    positives = [e.item_id for e in events if e.type in ENGAGED]
+    if positives:
+        user.history.extend(positives)
         del user.history[: -settings.history_items]
     watched = [e for e in events if e.type in WATCHED_TYPES]
     if watched:
