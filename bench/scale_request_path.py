@@ -1,6 +1,6 @@
 """The scale engine's request path alone, per stage: for a same-machine A/B of two commits.
 
-    python bench/scale_request_path.py [--items 100000] [--requests 2000]
+    python bench/scale_request_path.py [--items 100000] [--requests 2000] [--index-cache DIR]
     PYTHONPATH=<other checkout>/src python bench/scale_request_path.py ...   # the other commit
 
 Builds the scale world and engine (`recomatrix.bench.scale_engine`) at `--items` items and
@@ -24,11 +24,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=2_000)
+    parser.add_argument("--index-cache", type=Path, default=None, help="reuse a built index")
     args = parser.parse_args()
     print(f"recomatrix from {Path(recomatrix.__file__).parent}")
     world = generate_scale_world(n_items=args.items, n_users=args.items)
     with tempfile.TemporaryDirectory() as home:
-        engine = build_scale_engine(world, Settings(), home=Path(home)).engine
+        engine = build_scale_engine(
+            world, Settings(), home=Path(home), index_cache=args.index_cache
+        ).engine
         step = max(1, args.items // 50_000)
         users = [world.user_id(u) for u in range(0, world.n_users, step)]
         items = [world.item_id(i) for i in range(0, world.n_items, step)]

@@ -149,7 +149,6 @@ class Engine:
         candidates = self._sources_reading(reads).retrieve(query)
         clock.lap("retrieval")
 
-        candidates = [c for c in candidates if c.item_id in self.catalogue]  # none deleted since
         states = reads.get_items([c.item_id for c in candidates])
         recent = user.recent_items[:20] if user else []
         view = UserView.of(
@@ -223,11 +222,8 @@ class Engine:
         rules = self.settings.rules
         backfill = self._backfill
         if backfill is None:  # rebuilt after the catalogue changes
-            backfill = self._backfill = tuple(
-                c
-                for i in self.sources.popular[: 3 * self.settings.retrieval.sizes.popular]
-                if (c := self._popular_candidate(i)) is not None
-            )
+            popular = self.sources.popular[: 3 * self.settings.retrieval.sizes.popular]
+            backfill = self._backfill = tuple(self.catalogue.candidates_of(popular, "popular"))
         return RuleContext(
             user_id=user_id,
             now=now,
@@ -249,13 +245,6 @@ class Engine:
             return frozenset()
         window = self.settings.rules.skipped_window_hours * 3600.0
         return frozenset(i for i, ts in user.skipped.items() if now - ts < window)
-
-    def _popular_candidate(self, item_id: ItemId) -> Candidate | None:
-        traits = self.catalogue.traits_of(item_id)
-        if traits is None:
-            return None
-        return Candidate(item_id, "popular", genre=traits.genre, creator_id=traits.creator_id,
-                         sponsored=traits.sponsored)  # fmt: skip
 
     def _log_impressions(
         self, user_id: UserId, served: list[Candidate], rows: dict[ItemId, np.ndarray],
@@ -348,14 +337,13 @@ class Engine:
         vector = self.catalogue.vector(item_id)
         if vector is None:
             return None
-        found = self.index.search(vector, n + 1).row(0)
-        out: list[Candidate] = []
-        for key, similarity in found:
-            other, traits = self.catalogue.item_id(key), self.catalogue.traits(key)
-            if other is not None and traits is not None and other != item_id:
-                genre, creator, sponsored, _ = traits
-                out.append(Candidate(other, "similar", similarity, similarity, genre, creator,
-                                     sponsored))  # fmt: skip
+        found = self.index.search(vector, n + 1)
+        count = int(found.counts[0])
+        keys, similarities = found.keys[0, :count].tolist(), found.similarity[0, :count].tolist()
+        out = [c for c in self.catalogue.candidates(keys, similarities, "similar")
+               if c.item_id != item_id]  # fmt: skip
+        for candidate in out:
+            candidate.score = candidate.retrieval_score
         return out[:n]
 
     def user_features(self, user_id: UserId, *, now: float | None = None) -> dict[str, object]:

@@ -6,7 +6,7 @@ Every stage speaks these types; nothing here imports a stage.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 UserId = str
@@ -85,7 +85,7 @@ class Candidate:
     sponsored: bool = False
     created_at: float = float("-inf")  # publication time; -inf when unknown (never fresh)
     key: int = -1  # the catalogue's integer key (row of its vector matrix); -1 when unknown
-    explain: dict[str, float] = field(default_factory=dict)
+    explain: dict[str, float] | None = None  # the ranker's inputs, when asked for
 
 
 @dataclass(frozen=True, slots=True)

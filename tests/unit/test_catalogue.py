@@ -43,6 +43,10 @@ def test_records_come_back_as_put_and_the_last_put_of_an_id_wins(
         assert key is not None and catalogue.item_id(key) == item_id
         traits = catalogue.traits(key)
         assert traits == (item.genre, item.creator_id, item.sponsored, item.created_at)
+        [candidate] = catalogue.candidates([key], [0.5], "personal")
+        assert (candidate.item_id, candidate.key, candidate.retrieval_score) == (item_id, key, 0.5)
+        assert (candidate.genre, candidate.creator_id, candidate.sponsored,
+                candidate.created_at) == traits  # fmt: skip
     catalogue.compact_text()
     assert {it.item_id: it for it in catalogue.items()} == latest
 
@@ -55,6 +59,10 @@ def test_delete_hides_the_item_everywhere_and_keeps_the_key_retired() -> None:
     assert catalogue.get("a") is None and catalogue.traits(int(keys[0])) is None
     assert catalogue.item_id(int(keys[0])) is None and "a" not in catalogue
     assert catalogue.primary_genres(["a", "b", "zzz"]) == ["comedy"]
+    # Retrieval never turns the retired key (nor an unknown one) into a candidate.
+    found = catalogue.candidates([int(keys[0]), int(keys[1]), 99, -1], [0.9, 0.8, 0.7, 0.6], "p")
+    assert [c.item_id for c in found] == ["b"]
+    assert [c.item_id for c in catalogue.candidates_of(["a", "b", "zzz"], "popular")] == ["b"]
     again = catalogue.put([a], np.ones((1, 2), dtype=np.float32))
     assert again[0] not in keys  # a key is never reused
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -63,7 +64,8 @@ class UserState:
     recent_items: list[ItemId] = field(default_factory=list)  # newest first, no skips
     watched: dict[ItemId, float] = field(default_factory=dict)  # item -> last watched ts
     skipped: dict[ItemId, float] = field(default_factory=dict)  # item -> last skipped ts
-    long_term: np.ndarray | None = None  # the user tower's vector from the last training
+    # The user tower's vector of `history`; None when unknown or stale (recomputed on read).
+    long_term: np.ndarray | None = None
     history: list[ItemId] = field(default_factory=list)  # positive items, oldest first
     last_ts: float = 0.0
 
@@ -100,9 +102,9 @@ class ItemState:
         return ItemState(self.item_id, self.windows.copy(), self.total_engaged, self.last_ts)
 
 
-@dataclass(frozen=True, slots=True)
-class ItemStats:
-    """Numbers derived from an item's windows at one moment (what the ranker reads)."""
+class ItemStats(NamedTuple):
+    """Numbers derived from an item's windows at one moment (what the ranker reads, in
+    this order: a tuple, so a batch of them is one `np.array` call)."""
 
     engaged_5m: float
     engaged_1h: float

@@ -134,17 +134,13 @@ def build_features(
     out[:, 18:23] = view.activity
     out[:, 23] = math.sin(2 * math.pi * hour / 24)
     out[:, 24] = math.cos(2 * math.pi * hour / 24)
-    raw = np.array(
-        [
-            (view.recent_genres.get(item.genre, 0.0), s.engaged_5m, s.engaged_1h, s.engaged_24h,
-             s.impressions_24h, s.ctr_1h, s.ctr_24h, s.skip_rate_24h, s.watch_seconds_24h,
-             s.velocity, s.total_engaged, (now - item.created_at) / 3600.0, float(item.sponsored))
-            for item, state in zip(items, states, strict=True)
-            for s in (ItemStats.of(state, now=now),)
-        ],
-        dtype=np.float32,
-    )  # fmt: skip
-    out[:, 5:18] = raw
+    if len(states) != n:
+        raise ValueError(f"{n} items but {len(states)} item states")
+    shares = view.recent_genres
+    out[:, 5] = [shares.get(item.genre, 0.0) for item in items] if shares else 0.0
+    out[:, 6:16] = [ItemStats.of(state, now=now) for state in states]  # ItemStats' field order
+    out[:, 16] = [(now - item.created_at) / 3600.0 for item in items]
+    out[:, 17] = [item.sponsored for item in items]
     # Counts, watch time and age are heavy-tailed: log1p; velocity keeps its sign.
     counts = [6, 7, 8, 9, 13, 15, 16]
     out[:, counts] = np.log1p(np.maximum(out[:, counts], 0.0))

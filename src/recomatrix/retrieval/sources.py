@@ -51,11 +51,12 @@ class CandidateSources:
             self._add_neighbours(merged, "personal", self.index, query, self.sizes.personal)
             self._add_neighbours(merged, "fresh", self.fresh, query, self.sizes.fresh)
         else:
-            newest = [self.catalogue.item_id(int(k)) for k in self.fresh.newest(self.sizes.fresh)]
-            self._add_ids(merged, "fresh", newest)
+            newest = self.fresh.newest(self.sizes.fresh).tolist()
+            self._add(merged, self.catalogue.candidates(newest, [0.0] * len(newest), "fresh"))
         trending = [item_id for item_id, _ in self.store.top_trending(self.sizes.trending)]
-        self._add_ids(merged, "trending", trending)
-        self._add_ids(merged, "popular", self.popular[: self.sizes.popular])
+        self._add(merged, self.catalogue.candidates_of(trending, "trending"))
+        self._add(merged, self.catalogue.candidates_of(self.popular[: self.sizes.popular],
+                                                       "popular"))  # fmt: skip
         return list(merged.values())
 
     def _add_neighbours(
@@ -66,21 +67,13 @@ class CandidateSources:
         query: np.ndarray,
         k: int,
     ) -> None:
-        for key, similarity in index.search(query, k).row(0):
-            item_id = self.catalogue.item_id(key)
-            if item_id is not None and item_id not in merged:
-                merged[item_id] = self._candidate(item_id, source, similarity, key)
+        found = index.search(query, k)
+        n = int(found.counts[0])
+        keys, similarities = found.keys[0, :n].tolist(), found.similarity[0, :n].tolist()
+        self._add(merged, self.catalogue.candidates(keys, similarities, source))
 
-    def _add_ids(
-        self, merged: dict[ItemId, Candidate], source: str, item_ids: Sequence[ItemId | None]
-    ) -> None:
-        for item_id in item_ids:
-            if item_id is not None and item_id not in merged and item_id in self.catalogue:
-                key = self.catalogue.key(item_id)
-                merged[item_id] = self._candidate(item_id, source, 0.0, -1 if key is None else key)
-
-    def _candidate(self, item_id: ItemId, source: str, similarity: float, key: int) -> Candidate:
-        traits = self.catalogue.traits(key)
-        if traits is None:
-            return Candidate(item_id, source, similarity, key=key)
-        return Candidate(item_id, source, similarity, 0.0, *traits, key)
+    @staticmethod
+    def _add(merged: dict[ItemId, Candidate], candidates: list[Candidate]) -> None:
+        """Merge in `candidates`; an item already there keeps its first source."""
+        for candidate in candidates:
+            merged.setdefault(candidate.item_id, candidate)

@@ -60,7 +60,7 @@ def _candidate_json(c: Candidate, explain: bool, title: str) -> dict[str, Any]:
         "sponsored": c.sponsored,
     }
     if explain:
-        out["explain"] = c.explain
+        out["explain"] = c.explain or {}
     return out
 
 
