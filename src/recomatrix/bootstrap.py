@@ -107,6 +107,7 @@ def build_engine(
             session_weight=settings.retrieval.session_weight,
             seed=settings.data.seed,
             sample_rate=settings.training.ranker_sample_rate,
+            use_impressions=settings.training.ranker_rows == "impressions",
             progress=lambda d, t: report("replay event log", d, t),
         )
         store.copy_on_write = True
@@ -193,6 +194,7 @@ def _train_tower(
         ts=np.array([e.ts for e in positives], dtype=np.float64),
         dim=settings.retrieval.dim,
         epochs=settings.training.two_tower_epochs,
+        patience=settings.training.two_tower_patience or None,
         seed=settings.data.seed,
         progress=lambda d, t: report("train two-tower", d, t),
     )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from recomatrix.config import load_settings
 from recomatrix.events import MemoryEventBus
 from recomatrix.features import MemoryOnlineStore
 from recomatrix.ranking.features import FEATURE_NAMES
@@ -63,3 +65,31 @@ def test_hard_negatives_come_from_the_neighbours_and_skip_the_users_history() ->
     hard = negatives & (cos > 0.95) & (cos < 0.9999)
     assert hard.sum() >= 2 * 25
     assert not (negatives & (cos > 0.9999)).any()
+
+
+def test_sampled_rows_ignore_the_logs_impressions_and_impression_rows_use_them() -> None:
+    catalogue = Catalogue(ndim=2)
+    catalogue.put([Item(i, i.upper()) for i in "abcdef"], np.eye(2, dtype=np.float32)[[0, 1] * 3])
+    events = []
+    for u in range(20):
+        ts = 10_000.0 + 10 * u
+        events += [Event(f"i{u}{x}", f"u{u}", x, "impression", ts) for x in "abc"]
+        events.append(Event(f"c{u}", f"u{u}", "a", "click", ts + 1))
+    kinds = {}
+    for use_impressions in (True, False):
+        store = MemoryOnlineStore()
+        processor = StreamProcessor(bus=MemoryEventBus(), store=store, item_vector=catalogue.vector)
+        kinds[use_impressions] = replay_with_rows(
+            events, processor=processor, store=store, catalogue=catalogue,
+            user_vector=lambda v: v.mean(axis=0), half_life_s=600.0, session_weight=1.0,
+            sample_rate=1.0, negatives=3, use_impressions=use_impressions,
+        )  # fmt: skip
+    # Impression rows: one per impression, engaged when the click on `a` followed.
+    assert len(kinds[True]) == 60 and kinds[True].y[:, 0].sum() == 20
+    # Sampled rows: one per click plus up to 3 sampled negatives; impressions make none.
+    assert 20 < len(kinds[False]) <= 80 and kinds[False].y[:, 0].sum() == 20
+
+
+def test_an_unknown_row_kind_is_a_setting_error() -> None:
+    with pytest.raises(ValueError, match=r"training\.ranker_rows"):
+        load_settings(env={"RECOMATRIX_TRAINING__RANKER_ROWS": "clicks"})

@@ -138,3 +138,19 @@ def test_the_consuming_loop_rescores_trending_once_per_interval(
     clock[0] = 1.0
     assert processor.run_once(block_s=0) == 0  # nothing new, but the interval is over
     assert [i for i, _ in store.top_trending(5)] == ["thriller-1", "drama-1"]
+
+
+def test_a_new_positive_makes_the_trained_long_term_vector_stale() -> None:
+    processor, store, _ = make()
+    trained = np.array([1.0, 0.0], dtype=np.float32)
+    processor.apply([Event("v1", "u1", "thriller-1", "view", 100.0)])
+    user = store.get_users(["u1"])[0]
+    assert user is not None
+    user.long_term = trained  # as training leaves it
+    processor.apply([Event("v2", "u1", "drama-1", "view", 101.0)])  # no positive: still valid
+    user = store.get_users(["u1"])[0]
+    assert user is not None and user.long_term is trained
+    processor.apply([Event("c1", "u1", "drama-1", "click", 102.0)])
+    user = store.get_users(["u1"])[0]
+    # The vector no longer covers the history: the engine recomputes it from the history.
+    assert user is not None and user.long_term is None and user.history == ["drama-1"]

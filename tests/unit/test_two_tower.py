@@ -189,3 +189,25 @@ def test_training_rejects_item_indices_outside_the_catalogue(world: World) -> No
             item_idx=np.array([len(world.genre)]),
             ts=np.array([1.0]),
         )
+
+
+def test_early_stopping_keeps_the_best_pass_count_and_refits_on_every_positive(
+    world: World,
+) -> None:
+    model = train_two_tower(
+        item_content=world.content, item_genre=world.genre, n_genres=N_GENRES,
+        user_idx=world.user_idx, item_idx=world.item_idx, ts=world.ts,
+        dim=16, epochs=8, patience=1, batch_size=256, num_threads=1,
+    )  # fmt: skip
+    metrics = model.metrics
+    recalls = [metrics[k] for k in sorted(
+        (k for k in metrics if k.startswith("held_out_recall_at_50_epoch_")),
+        key=lambda k: int(k.rsplit("_", 1)[1]))]  # fmt: skip
+    assert 1 <= len(recalls) <= 8
+    # The kept pass count is the best-scoring one; it stopped one pass after the last best.
+    assert metrics["epochs"] == int(np.argmax(recalls)) + 1
+    assert len(recalls) == 8 or len(recalls) == metrics["epochs"] + 1
+    # The refit saw the held-out (newest) positives too.
+    assert metrics["train_examples"] == len(world.user_idx)
+    # The learnt taste is real: held-out recall beats the most-popular list.
+    assert max(recalls) > metrics["recall_at_50_popular"]

@@ -90,7 +90,10 @@ class EvalReport:
                 "encoder": self.settings.data.encoder,
                 "retrieval_dim": self.settings.retrieval.dim,
                 "two_tower_epochs": self.settings.training.two_tower_epochs,
+                "two_tower_patience": self.settings.training.two_tower_patience,
                 "ranker_epochs": self.settings.training.ranker_epochs,
+                "ranker_rows": self.settings.training.ranker_rows,
+                "session_weight": self.settings.retrieval.session_weight,
             },
         }
 

@@ -232,6 +232,9 @@ def _update_user(
     if positives:
         user.history.extend(positives)
         del user.history[: -settings.history_items]
+        # The trained vector no longer covers the history: the engine recomputes it from
+        # the history at the next request (as the ranker's training rows do at each event).
+        user.long_term = None
     watched = [e for e in events if e.type in WATCHED_TYPES]
     if watched:
         user.watched = _remember(user.watched, watched, settings.watched_retention_s)

@@ -255,18 +255,26 @@ def _batch_loss(
 
 @torch.no_grad()
 def _recall_at(
-    model: TwoTowerModel, examples: HistoryExamples, rows: np.ndarray, k: int
+    model: TwoTowerModel,
+    examples: HistoryExamples,
+    rows: np.ndarray,
+    k: int,
+    *,
+    content_only: bool = True,
 ) -> dict[str, float]:
     """Share of held-out positives ranked in the top k of all items: full and content-only."""
     config = model.config
     hist = examples.histories(rows, config.max_history)
     users = model.user_vectors([h[h >= 0] for h in hist])
-    genre = model.net.item_genre.numpy()
-    genre = np.where(genre == config.n_genres, -1, genre)
-    content_only = model.content_vectors(model.net.item_content.numpy(), genre)
+    spaces = [("", model.item_vectors())]
+    if content_only:
+        genre = model.net.item_genre.numpy()
+        genre = np.where(genre == config.n_genres, -1, genre)
+        content = model.content_vectors(model.net.item_content.numpy(), genre)
+        spaces.append(("_content_only", content))
     targets = examples.target[rows]
     recall: dict[str, float] = {}
-    for label, items in (("", model.item_vectors()), ("_content_only", content_only)):
+    for label, items in spaces:
         hits = 0
         for start in range(0, len(rows), 512):
             scores = users[start : start + 512] @ items.T
@@ -297,6 +305,7 @@ def train_two_tower(
     ts: np.ndarray,
     dim: int = 64,
     epochs: int = 2,
+    patience: int | None = None,
     batch_size: int = 1024,
     lr: float = 3e-3,
     max_history: int = 50,
@@ -315,6 +324,11 @@ def train_two_tower(
     The latest `validation_fraction` of positives (by ts) is held out; `model.metrics`
     holds recall@50 on up to `max_validation` of them, for the full item vectors, the
     content-only vectors (cold start) and a most-popular baseline.
+
+    `epochs` passes, or with `patience` early stopping: at most `epochs` passes, ending
+    after `patience` passes without a better held-out recall@50; the number of passes that
+    scored best is then trained again from the start on every positive, held-out ones
+    included (they are the newest, the ones serving needs most).
     `num_threads` torch threads train (restored after); on tiny data 1 is faster.
     """
     user_idx, item_idx = np.asarray(user_idx, np.int64), np.asarray(item_idx, np.int64)
@@ -327,35 +341,95 @@ def train_two_tower(
     if len(item_idx) and (item_idx.min() < 0 or item_idx.max() >= n_items):
         raise ValueError(f"item_idx must lie in 0..{n_items - 1} (rows of item_content)")
     began = time.perf_counter()
-    torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     content = torch.from_numpy(np.ascontiguousarray(item_content, dtype=np.float32))
     config = TwoTowerConfig(
         n_items=n_items, content_dim=content.shape[1], n_genres=n_genres, dim=dim,
         max_history=max_history,
     )  # fmt: skip
-    net = TwoTowerNet(config, content, _genre_rows(item_genre, n_genres))
     examples = build_history_examples(user_idx, item_idx, ts, max_history=max_history)
     cutoff = np.quantile(examples.ts, 1.0 - validation_fraction) if validation_fraction else np.inf
     train_rows = np.flatnonzero(examples.ts < cutoff)
     held_out = np.flatnonzero(examples.ts >= cutoff)
     if len(train_rows) == 0:
         raise ValueError("no positives before the validation cut-off: lower validation_fraction")
-    counts = np.bincount(examples.target[train_rows], minlength=n_items)
-    log_q = torch.from_numpy(np.log(np.maximum(counts, 1) / len(train_rows))).float()
-
-    id_params = list(net.item_tower.ids.parameters())
-    dense_params = [p for p in net.parameters() if all(p is not q for q in id_params)]
-    optimisers = [torch.optim.SparseAdam(id_params, lr=lr), torch.optim.Adam(dense_params, lr=lr)]
-    batches_per_epoch = -(-len(train_rows) // batch_size)
-    epoch_loss = 0.0
-    net.train()
+    rows = rng.choice(held_out, size=min(len(held_out), max_validation), replace=False)
+    fit = _Fit(config, content, _genre_rows(item_genre, n_genres), examples, batch_size, lr, seed)
+    early = patience is not None and len(rows) > 0
     with _torch_threads(num_threads):
+        net, scores = fit.run(train_rows, epochs, rows if early else None, patience, progress)
+        best_epochs = int(np.argmax(scores)) + 1 if scores else epochs
+        if early:
+            all_rows = np.arange(len(examples.ts))
+            net, _ = fit.run(all_rows, best_epochs, None, None, progress)
+        metrics = {
+            "train_examples": float(len(train_rows) if not early else len(examples.ts)),
+            "epochs": float(best_epochs),
+            "final_epoch_loss": fit.last_loss,
+            "train_seconds": time.perf_counter() - began,
+            **{f"held_out_recall_at_50_epoch_{e + 1}": r for e, r in enumerate(scores)},
+        }
+        model = TwoTowerModel(config=config, net=net, metrics=metrics)
+        if len(rows):
+            # After a refit these positives were trained on: the figures are optimistic.
+            metrics.update(_recall_at(model, examples, rows, 50))
+            counts = np.bincount(examples.target[train_rows], minlength=n_items)
+            top = np.argsort(-counts, kind="stable")[:50]
+            metrics["recall_at_50_popular"] = float(np.isin(examples.target[rows], top).mean())
+            metrics["recall_at_50_random"] = min(50 / n_items, 1.0)
+            metrics["validation_examples"] = float(len(rows))
+    log.info("two-tower trained: %s", metrics)
+    return model
+
+
+class _Fit:
+    """One training run's fixed inputs; `run` trains a fresh net from the same seed."""
+
+    def __init__(
+        self,
+        config: TwoTowerConfig,
+        content: Tensor,
+        genre: Tensor,
+        examples: HistoryExamples,
+        batch_size: int,
+        lr: float,
+        seed: int,
+    ) -> None:
+        self.config, self.content, self.genre, self.examples = config, content, genre, examples
+        self.batch_size, self.lr, self.seed = batch_size, lr, seed
+        self.last_loss = 0.0
+
+    def run(
+        self,
+        rows: np.ndarray,
+        epochs: int,
+        held_out: np.ndarray | None,
+        patience: int | None,
+        progress: ProgressFn | None,
+    ) -> tuple[TwoTowerNet, list[float]]:
+        """Train on `rows`; with `held_out`, score recall@50 after each pass, stop after
+        `patience` passes without a better one and return the best pass's weights."""
+        torch.manual_seed(self.seed)
+        rng = np.random.default_rng(self.seed)
+        config, examples = self.config, self.examples
+        net = TwoTowerNet(config, self.content, self.genre)
+        counts = np.bincount(examples.target[rows], minlength=config.n_items)
+        log_q = torch.from_numpy(np.log(np.maximum(counts, 1) / len(rows))).float()
+        id_params = list(net.item_tower.ids.parameters())
+        dense_params = [p for p in net.parameters() if all(p is not q for q in id_params)]
+        optimisers = [
+            torch.optim.SparseAdam(id_params, lr=self.lr),
+            torch.optim.Adam(dense_params, lr=self.lr),
+        ]
+        batches_per_epoch = -(-len(rows) // self.batch_size)
+        scores: list[float] = []
+        best_state: dict[str, Tensor] | None = None
         for epoch in range(epochs):
-            order, epoch_loss = rng.permutation(train_rows), 0.0
-            for b, start in enumerate(range(0, len(order), batch_size)):
-                batch = order[start : start + batch_size]
-                hist = examples.histories(batch, max_history)
+            net.train()
+            order, epoch_loss = rng.permutation(rows), 0.0
+            for b, start in enumerate(range(0, len(order), self.batch_size)):
+                batch = order[start : start + self.batch_size]
+                hist = examples.histories(batch, config.max_history)
                 loss = _batch_loss(net, hist, examples.target[batch], log_q, config)
                 for optimiser in optimisers:
                     optimiser.zero_grad(set_to_none=True)
@@ -365,19 +439,18 @@ def train_two_tower(
                 epoch_loss += loss.item() / batches_per_epoch
                 if progress is not None:
                     progress(epoch * batches_per_epoch + b + 1, epochs * batches_per_epoch)
+            self.last_loss = epoch_loss
             log.info("two-tower epoch %d/%d: mean loss %.4f", epoch + 1, epochs, epoch_loss)
-        metrics = {
-            "train_examples": float(len(train_rows)),
-            "final_epoch_loss": epoch_loss,
-            "train_seconds": time.perf_counter() - began,
-        }
-        model = TwoTowerModel(config=config, net=net, metrics=metrics)
-        if len(held_out):
-            rows = rng.choice(held_out, size=min(len(held_out), max_validation), replace=False)
-            metrics.update(_recall_at(model, examples, rows, 50))
-            top = np.argsort(-counts, kind="stable")[:50]
-            metrics["recall_at_50_popular"] = float(np.isin(examples.target[rows], top).mean())
-            metrics["recall_at_50_random"] = min(50 / n_items, 1.0)
-            metrics["validation_examples"] = float(len(rows))
-    log.info("two-tower trained: %s", metrics)
-    return model
+            if held_out is None:
+                continue
+            probe = TwoTowerModel(config=config, net=net, metrics={})
+            scores.append(_recall_at(probe, examples, held_out, 50, content_only=False)[
+                "recall_at_50"])  # fmt: skip
+            log.info("two-tower epoch %d: held-out recall@50 %.4f", epoch + 1, scores[-1])
+            if len(scores) == 1 or scores[-1] > max(scores[:-1]):  # ties keep the earlier
+                best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+            elif patience is not None and len(scores) - 1 - int(np.argmax(scores)) >= patience:
+                break
+        if best_state is not None:
+            net.load_state_dict(best_state)
+        return net.eval(), scores
