@@ -171,6 +171,8 @@ class WindowCounts:
         oldest = newest - window.n_buckets  # buckets <= oldest have left the window
         first = HEADER.size + ROW.size * sum(counts[:w])
         last = first + ROW.size * (counts[w] - 1)  # the newest row
+        if _I32.unpack_from(buf, last)[0] <= oldest or _I32.unpack_from(buf, first)[0] > newest:
+            return {}  # every row has left the window (or, read in the past, not yet entered)
         sums = _TOTALS.unpack_from(buf, 8 * w * _NF)
         # Rows are sorted by bucket: those outside the window are a prefix (expired) and,
         # for a read in the past, a suffix; subtract just those from the totals.
