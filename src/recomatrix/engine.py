@@ -337,9 +337,7 @@ class Engine:
         vector = self.catalogue.vector(item_id)
         if vector is None:
             return None
-        found = self.index.search(vector, n + 1)
-        count = int(found.counts[0])
-        keys, similarities = found.keys[0, :count].tolist(), found.similarity[0, :count].tolist()
+        keys, similarities = self.index.search(vector, n + 1).columns(0)
         out = [c for c in self.catalogue.candidates(keys, similarities, "similar")
                if c.item_id != item_id]  # fmt: skip
         for candidate in out:

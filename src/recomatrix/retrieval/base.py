@@ -20,8 +20,12 @@ class Neighbours:
     counts: np.ndarray  # (queries,) int64
 
     def row(self, q: int) -> list[tuple[int, float]]:
+        return list(zip(*self.columns(q), strict=True))
+
+    def columns(self, q: int) -> tuple[list[int], list[float]]:
+        """Row q's real entries as (keys, similarities), best first."""
         n = int(self.counts[q])
-        return list(zip(self.keys[q, :n].tolist(), self.similarity[q, :n].tolist(), strict=True))
+        return self.keys[q, :n].tolist(), self.similarity[q, :n].tolist()
 
 
 class VectorIndex(Protocol):

@@ -67,9 +67,7 @@ class CandidateSources:
         query: np.ndarray,
         k: int,
     ) -> None:
-        found = index.search(query, k)
-        n = int(found.counts[0])
-        keys, similarities = found.keys[0, :n].tolist(), found.similarity[0, :n].tolist()
+        keys, similarities = index.search(query, k).columns(0)
         self._add(merged, self.catalogue.candidates(keys, similarities, source))
 
     @staticmethod

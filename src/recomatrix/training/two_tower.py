@@ -407,8 +407,9 @@ class _Fit:
         patience: int | None,
         progress: ProgressFn | None,
     ) -> tuple[TwoTowerNet, list[float]]:
-        """Train on `rows`; with `held_out`, score recall@50 after each pass, stop after
-        `patience` passes without a better one and return the best pass's weights."""
+        """Train on `rows`; with `held_out`, score recall@50 after each pass and stop after
+        `patience` passes without a better one. Returns the net as trained (the last pass)
+        and the score of each pass: the caller refits for the best number of passes."""
         torch.manual_seed(self.seed)
         rng = np.random.default_rng(self.seed)
         config, examples = self.config, self.examples
@@ -423,7 +424,6 @@ class _Fit:
         ]
         batches_per_epoch = -(-len(rows) // self.batch_size)
         scores: list[float] = []
-        best_state: dict[str, Tensor] | None = None
         for epoch in range(epochs):
             net.train()
             order, epoch_loss = rng.permutation(rows), 0.0
@@ -447,10 +447,7 @@ class _Fit:
             scores.append(_recall_at(probe, examples, held_out, 50, content_only=False)[
                 "recall_at_50"])  # fmt: skip
             log.info("two-tower epoch %d: held-out recall@50 %.4f", epoch + 1, scores[-1])
-            if len(scores) == 1 or scores[-1] > max(scores[:-1]):  # ties keep the earlier
-                best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-            elif patience is not None and len(scores) - 1 - int(np.argmax(scores)) >= patience:
+            # np.argmax: the first best pass (ties keep the earlier one).
+            if patience is not None and len(scores) - 1 - int(np.argmax(scores)) >= patience:
                 break
-        if best_state is not None:
-            net.load_state_dict(best_state)
         return net.eval(), scores
