@@ -99,3 +99,33 @@ def test_unknown_fields_and_damaged_bytes_are_refused() -> None:
     with pytest.raises(ValueError, match="rows"):
         WindowCounts(counts.to_bytes()[:-3])
     assert not WindowCounts() and counts
+
+
+@settings(max_examples=150, deadline=None)
+@given(events, st.floats(0, 200_000), st.floats(0, 1))
+def test_sums_hold_until_stable_until_and_change_there(
+    log: list[tuple[str, float]], now: float, share: float
+) -> None:
+    counts = WindowCounts()
+    for name, ts in sorted(log, key=lambda e: e[1]):
+        counts.add(name, ts=ts)
+    until = counts.stable_until(now=now)
+    assert until > now
+    at_now = counts.all(now=now)
+    later = now + share * (min(until, now + 200_000) - now)
+    if later < until:
+        assert counts.all(now=later) == at_now
+    if until != float("inf"):
+        # Bounded by a row leaving or entering there (another may enter as one leaves).
+        assert counts.all(now=until) != at_now or len(log) > 1
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.floats(0, 200_000), st.floats(0, 200_000))
+def test_one_event_changes_the_sums_exactly_at_stable_until(ts: float, now: float) -> None:
+    counts = WindowCounts()
+    counts.add("click", ts=ts)
+    until = counts.stable_until(now=now)
+    if until != float("inf"):
+        assert counts.all(now=until) != counts.all(now=now)
+        assert counts.all(now=max(now, until - 1e-6)) == counts.all(now=now)

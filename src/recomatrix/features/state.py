@@ -92,10 +92,13 @@ class ItemState:
     windows: WindowCounts = field(default_factory=WindowCounts)
     total_engaged: float = 0.0
     last_ts: float = 0.0
-    # (10 s tick, stats at that tick): every window boundary is a multiple of 10 s, so the
-    # stats cannot change within a tick unless the state changes, and a changed state is
-    # a new object (copy-on-write). Lets popular items be summarised once per tick.
-    stats_cache: tuple[int, ItemStats] | None = field(default=None, repr=False, compare=False)
+    # (from, until, stats): the stats of every read in [from, until), where `until` is the
+    # windows' `stable_until(from)`. They cannot change in that span unless the state does,
+    # and a changed state is a new object (copy-on-write) or has its cache cleared. A
+    # popular item is summarised once per 10 s tick at most; a quiet one once per event.
+    stats_cache: tuple[float, float, ItemStats] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     def copy(self) -> ItemState:
         """A deep copy to mutate: readers may hold the stored state (copy-on-write)."""
@@ -121,12 +124,11 @@ class ItemStats(NamedTuple):
     def of(state: ItemState | None, *, now: float) -> ItemStats:
         if state is None:
             return _NO_STATS
-        tick = int(now // 10)
         cached = state.stats_cache
-        if cached is not None and cached[0] == tick:
-            return cached[1]
+        if cached is not None and cached[0] <= now < cached[1]:
+            return cached[2]
         stats = ItemStats._compute(state, now)
-        state.stats_cache = (tick, stats)
+        state.stats_cache = (now, state.windows.stable_until(now=now), stats)
         return stats
 
     @staticmethod

@@ -12,6 +12,7 @@ and encoding a state for Redis is a copy.
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -188,6 +189,43 @@ class WindowCounts:
         if left:
             sums = tuple(t - sum(r[f + 1] for r in left) for f, t in enumerate(sums))
         return {name: amount for name, amount in zip(FIELDS, sums, strict=True) if amount > 1e-9}
+
+    def stable_until(self, *, now: float) -> float:
+        """The first time after `now` at which a window's sums change with no new event:
+        when its oldest counted row leaves, or a row newer than `now` (a read in the past)
+        enters. `math.inf` when nothing is left to leave or enter.
+
+        Every read in `[now, stable_until(now))` answers what a read at `now` does, which
+        lets a reader summarise a quiet item once instead of on every request.
+
+        >>> w = WindowCounts()
+        >>> w.add("click", ts=100.0)
+        >>> w.stable_until(now=100.0)  # the 5-minute window's 10 s bucket [100, 110) leaves
+        400.0
+        >>> w.stable_until(now=100_000.0)  # gone from every window: nothing changes
+        inf
+        """
+        buf, until, first = self._buf, math.inf, HEADER.size
+        counts = struct.unpack_from(f"<{_NW}i", buf, _COUNT_AT)
+        for window, n in zip(WINDOWS, counts, strict=True):
+            newest = window.bucket_of(now)
+            oldest = newest - window.n_buckets
+            last = first + ROW.size * (n - 1)
+            row = first
+            while row <= last and _I32.unpack_from(buf, row)[0] <= oldest:
+                row += ROW.size  # already left the window
+            if row <= last:
+                (bucket,) = _I32.unpack_from(buf, row)
+                if bucket <= newest:  # counted now: leaves once `now` passes its window
+                    until = min(until, float((bucket + window.n_buckets) * window.bucket))
+                future = last
+                while future >= row and _I32.unpack_from(buf, future)[0] > newest:
+                    future -= ROW.size
+                if future < last:  # rows after `now` enter at their bucket's start
+                    (entering,) = _I32.unpack_from(buf, future + ROW.size)
+                    until = min(until, float(entering * window.bucket))
+            first += ROW.size * n
+        return until
 
     def all(self, *, now: float) -> dict[str, dict[str, float]]:
         """Every window's totals: `{"5m": {...}, "1h": {...}, "24h": {...}}`."""
