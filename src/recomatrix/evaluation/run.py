@@ -129,7 +129,8 @@ def evaluate(
         RandomItems(items=[item.item_id for item in split.train.items], seed=config.seed),
     ]
     mark = lap("fit_baselines", mark)
-    recomatrix = build_recomatrix(split.train, settings, progress=progress)
+    upcoming = [arrival.item for arrival in split.arrivals]
+    recomatrix = build_recomatrix(split.train, settings, upcoming=upcoming, progress=progress)
     timings.update({f"build_{step}": s for step, s in recomatrix.report.seconds.items()})
     mark = lap("build_recomatrix", mark)
     try:

@@ -9,11 +9,10 @@ trained models and the catalogue, so both can recommend items published after th
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
 
-from recomatrix.bootstrap import BuildReport, Progress, build_engine
+from recomatrix.bootstrap import BuildReport, Progress, build_engine, content_encoder
 from recomatrix.config import Settings
 from recomatrix.data.world import World
 from recomatrix.engine import Engine
@@ -37,7 +36,9 @@ class SnapshotStore:
         items: Mapping[ItemId, ItemState],
         trending: Mapping[ItemId, float],
     ) -> None:
-        self._users, self._items, self._trending = dict(users), dict(items), dict(trending)
+        self._users, self._items = dict(users), dict(items)
+        # Never changes: ranked once, not by a heap over the whole table per request.
+        self._trending = sorted(trending.items(), key=lambda kv: kv[1], reverse=True)
 
     @classmethod
     def of(
@@ -62,7 +63,7 @@ class SnapshotStore:
         return [self._items.get(i) for i in item_ids]
 
     def top_trending(self, k: int) -> list[tuple[ItemId, float]]:
-        return heapq.nlargest(k, self._trending.items(), key=lambda kv: kv[1])
+        return self._trending[:k]
 
     def put_users(self, states: Sequence[UserState], *, applied_events: Sequence[str] = ()) -> None:
         raise TypeError("SnapshotStore is read-only: a frozen engine applies no events")
@@ -109,9 +110,26 @@ class RecomatrixPair:
 
 
 def build_recomatrix(
-    train: World, settings: Settings, *, progress: Progress | None = None
+    train: World,
+    settings: Settings,
+    *,
+    upcoming: Sequence[Item] = (),
+    progress: Progress | None = None,
 ) -> RecomatrixPair:
-    """Train recomatrix on `train` and wrap it as the real-time and the frozen system."""
+    """Train recomatrix on `train` and wrap it as the real-time and the frozen system.
+
+    The texts of `upcoming` items (published during the replay) are encoded now, in one
+    batch, into the content encoder's vector cache. The encoder is a pure function of the
+    text, so this changes no vector and nothing any system knows: each arrival still goes
+    through the item tower and into the indexes at its own time, but the replay does not
+    pay the sentence model one text at a time (~15 ms each, two thirds of a MovieLens run).
+    """
+    if upcoming:
+        encoder = content_encoder(settings)
+        try:
+            encoder.encode([item.text() for item in upcoming])
+        finally:
+            encoder.close()
     built, report = build_engine(train, settings, progress=progress)
     # The replay drives state itself, in event time: no background thread (it would
     # re-score trending at wall-clock time) and no offline log of every evaluation request.

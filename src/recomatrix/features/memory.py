@@ -94,7 +94,8 @@ class MemoryOnlineStore:
 
     def set_trending(self, scores: Mapping[ItemId, float]) -> None:
         with self._lock:
-            self._top = None
+            if self._top is not None and _moves_top(self._top, scores):
+                self._top = None
             for item_id, score in scores.items():
                 if score > 0:
                     self._trending[item_id] = score
@@ -113,6 +114,22 @@ class MemoryOnlineStore:
 
 def _score(entry: tuple[ItemId, float]) -> float:
     return entry[1]
+
+
+def _moves_top(top: tuple[int, list[tuple[ItemId, float]]], scores: Mapping[ItemId, float]) -> bool:
+    """Whether new `scores` can change the cached top k: an item in it changed, or one
+    outside reaches its lowest score (ties included: `nlargest` breaks them by table order).
+
+    Most re-scores touch items far below the top, so the cache usually survives them.
+    """
+    k, entries = top
+    if not entries:
+        return any(score > 0 for score in scores.values())
+    members = {item_id for item_id, _ in entries}
+    floor = entries[-1][1] if len(entries) >= k else 0.0  # a short list takes any positive
+    return any(
+        item_id in members or (score > 0 and score >= floor) for item_id, score in scores.items()
+    )
 
 
 K = TypeVar("K")
