@@ -74,6 +74,9 @@ class _Outcomes:
         )
 
 
+NEGATIVE = (0.0, 0.0)  # (engaged, completed) of a sampled item the user did not pick
+
+
 def _own_label(event: Event) -> tuple[float, float]:
     return float(event.type in ENGAGED), float(event.type == "complete")
 
@@ -109,12 +112,15 @@ def replay_with_rows(
     rows: list[np.ndarray] = []
     labels: list[tuple[float, float]] = []
 
-    def add(event: Event, item_id: str, label: tuple[float, float]) -> None:
-        item = catalogue.get(item_id)
-        if item is not None:
-            rows.append(_row(event, item, store, catalogue, user_vector, half_life_s,
-                             session_weight))  # fmt: skip
-            labels.append(label)
+    def add(event: Event, examples: Sequence[tuple[str, tuple[float, float]]]) -> None:
+        """Rows for (item, label) pairs of one event: the user side is computed once."""
+        known = [(item, label) for item_id, label in examples
+                 if (item := catalogue.get(item_id)) is not None]  # fmt: skip
+        if known:
+            items = [item for item, _ in known]
+            rows.append(_rows(event, items, store, catalogue, user_vector, half_life_s,
+                              session_weight))  # fmt: skip
+            labels.extend(label for _, label in known)
 
     for start in range(0, len(events), chunk):
         batch = events[start : start + chunk]
@@ -126,16 +132,15 @@ def replay_with_rows(
                 processor.apply(batch[applied:position], copy_on_write=False)
                 applied = position
                 if has_impressions:
-                    add(event, event.item_id, outcomes.labels(event))
+                    add(event, [(event.item_id, outcomes.labels(event))])
                 else:
-                    add(event, event.item_id, _own_label(event))
                     hard = _hard_negatives(event, store, catalogue, user_vector, neighbours,
                                            negatives // 2, rng)  # fmt: skip
-                    for other in hard:
-                        add(event, other, (0.0, 0.0))
-                    for other in rng.integers(len(all_items), size=negatives - len(hard)):
-                        if all_items[other] != event.item_id:  # never the positive itself
-                            add(event, all_items[other], (0.0, 0.0))
+                    uniform = rng.integers(len(all_items), size=negatives - len(hard))
+                    others = [*hard, *(all_items[o] for o in uniform.tolist())]
+                    # never the positive itself as a negative
+                    negative = [(o, NEGATIVE) for o in others if o != event.item_id]
+                    add(event, [(event.item_id, _own_label(event)), *negative])
         processor.apply(batch[applied:], copy_on_write=False)
         if progress is not None:
             progress(min(start + chunk, len(events)), len(events))
@@ -168,9 +173,9 @@ def _hard_negatives(
     return [pool[int(p)] for p in picks]
 
 
-def _row(
+def _rows(
     event: Event,
-    item: Item,
+    items: Sequence[Item],
     store: OnlineStore,
     catalogue: Catalogue,
     user_vector: UserVectorFn,
@@ -192,8 +197,8 @@ def _row(
         recent_genres=catalogue.primary_genres(recent),
         long_term=long_term,
     )
-    # The row is about `item` (a sampled negative differs from the event's own item).
-    state = store.get_items([item.item_id])[0]
-    vector = catalogue.vectors([item.item_id])
-    row: np.ndarray = build_features(view, [item], [state], vector, now=event.ts)[0]
-    return row
+    # One row per item (a sampled negative differs from the event's own item), all seen
+    # from the user's state just before the event.
+    item_ids = [item.item_id for item in items]
+    states = store.get_items(item_ids)
+    return build_features(view, items, states, catalogue.vectors(item_ids), now=event.ts)
