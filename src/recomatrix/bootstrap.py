@@ -217,6 +217,7 @@ def _build_indexes(
         ndim=retrieval.dim,
         connectivity=retrieval.hnsw_connectivity,
         expansion_search=retrieval.hnsw_expansion_search,
+        threads=retrieval.hnsw_build_threads,
     )
     main.add(keys, vectors)
     fresh = ExactIndex(ndim=retrieval.dim, capacity=retrieval.fresh_pool)
