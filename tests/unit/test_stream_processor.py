@@ -71,6 +71,16 @@ def test_item_with_a_burst_of_engagement_enters_trending() -> None:
     assert store.top_trending(5) == []
 
 
+def test_cooling_drops_items_nobody_engages_with_any_more_and_keeps_hot_ones() -> None:
+    processor, store, _ = make()
+    processor.apply([Event(f"old{i}", f"u{i}", "drama-1", "click", 1_000.0 + i) for i in range(9)])
+    later = 1_000.0 + 2 * 3600
+    processor.apply([Event(f"new{i}", f"v{i}", "thriller-1", "click", later + i) for i in range(5)])
+    assert {i for i, _ in store.top_trending(5)} == {"drama-1", "thriller-1"}  # never re-scored
+    processor.cool_trending(now=later + 10)
+    assert [i for i, _ in store.top_trending(5)] == ["thriller-1"]
+
+
 def test_events_on_the_bus_are_applied_and_acknowledged() -> None:
     processor, store, bus = make()
     bus.publish([Event("e1", "u1", "drama-1", "view", 1.0, watch_seconds=10.0)])

@@ -9,6 +9,7 @@ trained models and the catalogue, so both can recommend items published after th
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
 
@@ -85,6 +86,7 @@ class RecomatrixSystem:
         self.name, self.engine = name, engine
         self.live = live  # apply test events through the stream processor
         self.publishes = publishes  # put new items (False when another system shares the catalogue)
+        self._cooled_at = -math.inf  # event time trending was last re-scored as a whole
 
     def recommend(
         self, user_id: UserId, *, k: int, exclude: Set[ItemId], now: float
@@ -95,7 +97,13 @@ class RecomatrixSystem:
     def observe(self, event: Event) -> None:
         if self.live:
             # In place: nobody reads concurrently in the single-threaded replay.
-            self.engine.processor.apply([event], copy_on_write=False)
+            processor = self.engine.processor
+            processor.apply([event], copy_on_write=False)
+            # What the stream processor's loop does every `trending_refresh_s` of wall
+            # time, in event time: cooling items leave the trending table.
+            if event.ts - self._cooled_at >= processor.settings.trending_refresh_s:
+                processor.cool_trending(now=event.ts)
+                self._cooled_at = event.ts
 
     def publish(self, items: Sequence[Item], *, now: float) -> None:
         if self.publishes:
@@ -134,6 +142,8 @@ def build_recomatrix(
     # The replay drives state itself, in event time: no background thread (it would
     # re-score trending at wall-clock time) and no offline log of every evaluation request.
     built.close()
+    if train.events:  # the frozen copy's trending as the worker would have left it then
+        built.processor.cool_trending(now=train.events[-1].ts, k=len(train.all_items) + 1)
     snapshot = SnapshotStore.of(
         built.store, user_ids=train.users, item_ids=[item.item_id for item in train.all_items]
     )

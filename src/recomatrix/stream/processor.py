@@ -126,6 +126,11 @@ class StreamProcessor:
             }
         )
 
+    def cool_trending(self, *, now: float, k: int = 1000) -> None:
+        """Re-score the current top `k` at `now`, so items nobody engages with any more
+        fall out of the trending table (only touched items are re-scored otherwise)."""
+        self.refresh_trending([item_id for item_id, _ in self.store.top_trending(k)], now=now)
+
     def run_once(self, *, max_events: int | None = None, block_s: float = 0.05) -> int:
         """Consume one batch from the bus (or retry a failed one), apply it, acknowledge it.
 
@@ -186,8 +191,7 @@ class StreamProcessor:
                 self.run_once()
                 if time.monotonic() - refreshed >= self.settings.trending_refresh_s:
                     refreshed = time.monotonic()
-                    top = [item_id for item_id, _ in self.store.top_trending(1000)]
-                    self.refresh_trending(top, now=time.time())
+                    self.cool_trending(now=time.time())
             except Exception:  # keep consuming; the failed batch is retried first
                 log.exception("stream processor batch failed; retrying it in 0.5 s")
                 self._stop.wait(0.5)
