@@ -202,6 +202,7 @@ def _train_tower(
         dim=settings.retrieval.dim,
         epochs=settings.training.two_tower_epochs,
         patience=settings.training.two_tower_patience or None,
+        num_threads=settings.training.two_tower_threads,
         seed=settings.data.seed,
         progress=lambda d, t: report("train two-tower", d, t),
     )
