@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from recomatrix.config import Settings
-from recomatrix.content import CachedEncoder, open_encoder
+from recomatrix.content import open_encoder
 from recomatrix.content.base import ContentEncoder
 from recomatrix.data.world import World
 from recomatrix.engine import Engine, Models
@@ -66,13 +66,6 @@ class ItemEmbedder:
         return self.tower.content_vectors(content, genre)
 
 
-def content_encoder(settings: Settings) -> CachedEncoder:
-    """The configured text encoder behind the on-disk vector cache under `data.home`."""
-    return CachedEncoder(
-        open_encoder(settings.data.encoder), settings.data.home / "cache" / "content"
-    )
-
-
 def build_engine(
     world: World, settings: Settings, *, progress: Progress | None = None
 ) -> tuple[Engine, BuildReport]:
@@ -91,7 +84,7 @@ def build_engine(
     items = world.all_items
     item_index = {item.item_id: i for i, item in enumerate(items)}
     with timed("encode"):
-        encoder = content_encoder(settings)
+        encoder = open_encoder(settings.data.encoder, cache_dir=home / "cache" / "content")
         content = _encode(encoder, items, lambda d, t: report("encode item text", d, t))
     with timed("two_tower"):
         tower = _train_tower(world, items, item_index, content, settings, report)

@@ -13,7 +13,7 @@ import math
 from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
 
-from recomatrix.bootstrap import BuildReport, Progress, build_engine, content_encoder
+from recomatrix.bootstrap import BuildReport, Progress, build_engine
 from recomatrix.config import Settings
 from recomatrix.data.world import World
 from recomatrix.engine import Engine
@@ -21,6 +21,7 @@ from recomatrix.events import open_bus
 from recomatrix.events.base import EventBus
 from recomatrix.features.base import ItemCount, OnlineStore
 from recomatrix.features.state import ItemState, UserState
+from recomatrix.training.registry import embedder_inputs
 from recomatrix.types import Event, Item, ItemId, UserId
 
 
@@ -126,19 +127,16 @@ def build_recomatrix(
 ) -> RecomatrixPair:
     """Train recomatrix on `train` and wrap it as the real-time and the frozen system.
 
-    The texts of `upcoming` items (published during the replay) are encoded now, in one
-    batch, into the content encoder's vector cache. The encoder is a pure function of the
-    text, so this changes no vector and nothing any system knows: each arrival still goes
-    through the item tower and into the indexes at its own time, but the replay does not
-    pay the sentence model one text at a time (~15 ms each, two thirds of a MovieLens run).
+    The texts of `upcoming` items (published during the replay) are encoded after the
+    build, in one batch, into the content encoder's vector cache. The encoder is a pure
+    function of the text, so this changes no vector and nothing any system knows: each
+    arrival still goes through the item tower and into the indexes at its own time, but
+    the replay does not pay the sentence model one text at a time (~15 ms each).
     """
-    if upcoming:
-        encoder = content_encoder(settings)
-        try:
-            encoder.encode([item.text() for item in upcoming])
-        finally:
-            encoder.close()
     built, report = build_engine(train, settings, progress=progress)
+    if upcoming:  # the engine's own encoder: loaded already, its cache is the one it reads
+        encoder, _ = embedder_inputs(built.models)
+        encoder.encode([item.text() for item in upcoming])
     # The replay drives state itself, in event time: no background thread (it would
     # re-score trending at wall-clock time) and no offline log of every evaluation request.
     built.close()
