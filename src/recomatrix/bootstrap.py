@@ -27,7 +27,7 @@ from recomatrix.features.offline import ParquetLog
 from recomatrix.ranking import OnnxScorer
 from recomatrix.ranking.features import FEATURE_NAMES
 from recomatrix.ranking.train import train_ranker
-from recomatrix.retrieval import Catalogue, ExactIndex, HnswIndex, TieredIndex
+from recomatrix.retrieval import Catalogue, ExactIndex, TieredIndex, main_index
 from recomatrix.stream.processor import StreamProcessor
 from recomatrix.training.ranker_data import replay_with_rows
 from recomatrix.training.registry import new_version_dir, write_metadata
@@ -207,7 +207,8 @@ def _build_indexes(
     retrieval = settings.retrieval
     catalogue = Catalogue(ndim=retrieval.dim, capacity=len(items) + 1024)
     keys = catalogue.put(items, vectors)
-    main = HnswIndex(
+    main = main_index(
+        retrieval.main_index,
         ndim=retrieval.dim,
         connectivity=retrieval.hnsw_connectivity,
         expansion_search=retrieval.hnsw_expansion_search,

@@ -36,3 +36,11 @@ def test_unknown_setting_is_an_error_naming_it() -> None:
 def test_unreadable_value_names_the_setting() -> None:
     with pytest.raises(ValueError, match=r"server\.port"):
         load_settings(env={"RECOMATRIX_SERVER__PORT": "eighty"})
+
+
+def test_an_unknown_main_index_names_the_setting_and_the_choices() -> None:
+    with pytest.raises(
+        ValueError, match=r"retrieval\.main_index: 'faiss' is not one of hnswlib, usearch"
+    ):
+        load_settings(env={"RECOMATRIX_RETRIEVAL__MAIN_INDEX": "faiss"})
+    assert load_settings(env={}).retrieval.main_index == "hnswlib"

@@ -2,21 +2,40 @@
 
 from __future__ import annotations
 
-import numpy as np
+import doctest
+import threading
+from pathlib import Path
 
-from recomatrix.retrieval import Catalogue, ExactIndex, HnswIndex, TieredIndex
+import numpy as np
+import pytest
+
+import recomatrix.retrieval.graph
+from recomatrix.retrieval import (
+    Catalogue,
+    ExactIndex,
+    GraphIndex,
+    MainIndex,
+    TieredIndex,
+    main_index,
+)
 from recomatrix.types import Item
 
 rng = np.random.default_rng(0)
+KINDS = ["hnswlib", "usearch"]
+
+
+def empty_main(kind: str, ndim: int = 16) -> MainIndex:
+    return main_index(kind, ndim=ndim)
 
 
 def vectors(n: int, d: int = 16) -> np.ndarray:
     return rng.normal(size=(n, d)).astype(np.float32)
 
 
-def test_hnsw_recall_against_exact_search_is_high() -> None:
+@pytest.mark.parametrize("kind", KINDS)
+def test_hnsw_recall_against_exact_search_is_high(kind: str) -> None:
     data = vectors(3000)
-    hnsw, exact = HnswIndex(ndim=16), ExactIndex(ndim=16)
+    hnsw, exact = empty_main(kind), ExactIndex(ndim=16)
     keys = np.arange(3000)
     hnsw.add(keys, data)
     exact.add(keys, data)
@@ -26,8 +45,9 @@ def test_hnsw_recall_against_exact_search_is_high() -> None:
     assert overlap >= 0.9
 
 
-def test_new_item_in_the_delta_is_found_by_the_next_search() -> None:
-    main = HnswIndex(ndim=16)
+@pytest.mark.parametrize("kind", KINDS)
+def test_new_item_in_the_delta_is_found_by_the_next_search(kind: str) -> None:
+    main = empty_main(kind)
     main.add(np.arange(500), vectors(500))
     tiered = TieredIndex(main=main, compact_at=10_000)
     new = vectors(1)
@@ -35,8 +55,9 @@ def test_new_item_in_the_delta_is_found_by_the_next_search() -> None:
     assert tiered.search(new, 5).row(0)[0][0] == 9999
 
 
-def test_removed_item_is_never_returned_after_compaction() -> None:
-    main = HnswIndex(ndim=16)
+@pytest.mark.parametrize("kind", KINDS)
+def test_removed_item_is_never_returned_after_compaction(kind: str) -> None:
+    main = empty_main(kind)
     main.add(np.arange(100), vectors(100))
     tiered = TieredIndex(main=main, compact_at=10_000)
     new = vectors(3)
@@ -48,9 +69,10 @@ def test_removed_item_is_never_returned_after_compaction() -> None:
     assert tiered.search(new[0], 1).row(0)[0][0] == 200
 
 
-def test_replaced_item_is_found_under_its_new_vector_only() -> None:
+@pytest.mark.parametrize("kind", KINDS)
+def test_replaced_item_is_found_under_its_new_vector_only(kind: str) -> None:
     data = vectors(200)
-    main = HnswIndex(ndim=16)
+    main = empty_main(kind)
     main.add(np.arange(200), data)
     tiered = TieredIndex(main=main)
     tiered.add(np.array([7]), data[8:9])
@@ -83,3 +105,88 @@ def test_exact_index_keeps_one_entry_per_key_when_a_batch_repeats_it() -> None:
     found = index.search(np.array([0.0, 1.0], np.float32), 5)
     assert sorted(found.keys[0, : found.counts[0]].tolist()) == [7, 8]
     assert found.similarity[0, 0] > 0.99 and found.similarity[0, 1] > 0.99  # 7 got [0, 1]
+
+
+def test_graph_index_docstring_example_holds() -> None:
+    result = doctest.testmod(recomatrix.retrieval.graph)
+    assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_main_index_removes_and_readds_a_key(kind: str) -> None:
+    data = vectors(300)
+    index = empty_main(kind)
+    index.add(np.arange(300), data)
+    index.remove(np.array([3, 3, 999]))  # a repeat and an unknown key are no error
+    assert len(index) == 299
+    assert 3 not in index.search(data[3], 300).keys[0].tolist()
+    index.add(np.array([3]), data[4:5])  # back, under another vector
+    assert len(index) == 300
+    top = index.search(data[4], 2)
+    assert set(top.keys[0, :2].tolist()) == {3, 4}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_main_index_asked_for_more_than_it_holds_returns_what_it_has(kind: str) -> None:
+    index = empty_main(kind)
+    assert index.search(vectors(1), 5).counts.tolist() == [0]
+    index.add(np.arange(3), vectors(3))
+    index.remove(np.array([1]))
+    found = index.search(vectors(2), 10)
+    assert found.counts.tolist() == [2, 2]
+    assert sorted(found.keys[0, :2].tolist()) == [0, 2]
+    assert found.keys[0, 2:].tolist() == [-1] * 8
+
+
+def test_graph_index_saved_and_loaded_keeps_its_deletions(tmp_path: Path) -> None:
+    data = vectors(400)
+    index = GraphIndex(ndim=16)
+    index.add(np.arange(400), data)
+    index.remove(np.array([10, 11]))
+    index.save(tmp_path / "main.hnswlib")
+    loaded = main_index("hnswlib", ndim=16, path=tmp_path / "main.hnswlib")
+    assert len(loaded) == 398
+    assert loaded.search(data[12], 1).keys[0, 0] == 12
+    assert 10 not in loaded.search(data[10], 50).keys[0].tolist()
+    loaded.remove(np.array([10, 12]))  # 10 stays deleted; 12 goes
+    assert len(loaded) == 397
+
+
+def test_graph_index_searched_while_another_thread_adds_stays_correct() -> None:
+    """The service's access pattern: compaction folds items into the graph while requests
+    search it. Every search must answer (no error), only with keys already added, and the
+    graph must end up finding every item."""
+    data = vectors(6000)
+    index = GraphIndex(ndim=16, threads=2)
+    index.add(np.arange(1000), data[:1000])
+    errors: list[BaseException] = []
+    stop = threading.Event()
+    adding_below = [1000]  # keys below this have been handed to `add`
+
+    def search_loop() -> None:
+        try:
+            while not stop.is_set():
+                found = index.search(data[rng.integers(0, 1000, size=4)], 50)
+                assert (found.counts == 50).all()
+                assert 0 <= found.keys.min() and found.keys.max() < adding_below[0]
+        except BaseException as err:  # handed to the main thread
+            errors.append(err)
+
+    searchers = [threading.Thread(target=search_loop) for _ in range(2)]
+    for thread in searchers:
+        thread.start()
+    for start in range(1000, 6000, 500):
+        adding_below[0] = start + 500
+        index.add(np.arange(start, start + 500), data[start : start + 500])
+    stop.set()
+    for thread in searchers:
+        thread.join()
+    assert not errors, errors[0]
+    assert len(index) == 6000
+    own = [index.search(data[i], 1).keys[0, 0] for i in range(0, 6000, 97)]
+    assert np.mean(np.array(own) == np.arange(0, 6000, 97)) >= 0.98
+
+
+def test_main_index_kind_is_checked() -> None:
+    with pytest.raises(ValueError, match="unknown main index 'faiss'"):
+        main_index("faiss", ndim=4)

@@ -32,7 +32,8 @@ from recomatrix.events import open_bus
 from recomatrix.features import MemoryOnlineStore, UserProfiles
 from recomatrix.ranking import OnnxScorer
 from recomatrix.ranking.features import FEATURE_NAMES
-from recomatrix.retrieval import Catalogue, ExactIndex, HnswIndex, TieredIndex, normalise
+from recomatrix.retrieval import Catalogue, ExactIndex, TieredIndex, main_index, normalise
+from recomatrix.retrieval.main_index import FILE_SUFFIX
 from recomatrix.types import Item
 
 _TRAIN = (
@@ -88,7 +89,7 @@ def cached_index_path(world: ScaleWorld, settings: Settings, folder: Path) -> Pa
     saved in an index cache folder."""
     retrieval = settings.retrieval
     name = f"scale-{world.n_items}-{world.seed}-{retrieval.dim}-m{retrieval.hnsw_connectivity}"
-    return folder / f"{name}.usearch"
+    return folder / f"{name}{FILE_SUFFIX[retrieval.main_index]}"
 
 
 def build_scale_engine(
@@ -125,7 +126,8 @@ def build_scale_engine(
     retrieval = settings.retrieval
     cached = None if index_cache is None else cached_index_path(world, settings, index_cache)
     hnsw = functools.partial(
-        HnswIndex,
+        main_index,
+        retrieval.main_index,
         ndim=dim,
         connectivity=retrieval.hnsw_connectivity,
         expansion_search=retrieval.hnsw_expansion_search,

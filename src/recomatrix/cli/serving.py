@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Annotated, Any
 
@@ -140,8 +141,6 @@ def serve(
 
 
 def _absolute_home(settings: Settings) -> Settings:
-    import dataclasses
-
     data = dataclasses.replace(settings.data, home=settings.data.home.resolve())
     return dataclasses.replace(settings, data=data)
 
@@ -153,6 +152,9 @@ def _serve_tier(settings: Settings, redis_url: str, *, workers: int, bootstrap: 
     from recomatrix.tier.snapshot import latest_snapshot
 
     settings = _absolute_home(settings)  # every API process and worker finds the same folder
+    # API processes memory-map the snapshot's main index, which only usearch can do.
+    retrieval = dataclasses.replace(settings.retrieval, main_index="usearch")
+    settings = dataclasses.replace(settings, retrieval=retrieval)
     home = settings.data.home
     try:
         snapshot = None if bootstrap else latest_snapshot(home)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -46,3 +47,11 @@ class VectorIndex(Protocol):
         ...
 
     def __len__(self) -> int: ...
+
+
+class MainIndex(VectorIndex, Protocol):
+    """The HNSW index behind a TieredIndex: a VectorIndex that can be saved to a file."""
+
+    def save(self, path: Path) -> None:
+        """Write the index to `path` (reopened with `main_index(kind, path=...)`)."""
+        ...

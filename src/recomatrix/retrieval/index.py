@@ -72,13 +72,16 @@ class HnswIndex:
     def search(self, queries: np.ndarray, k: int) -> Neighbours:
         queries = normalise(np.atleast_2d(queries))
         if len(self._index) == 0 or k <= 0:
-            return _empty(len(queries), k)
+            return empty_neighbours(len(queries), k)
         found = self._index.search(queries, k, threads=1)
-        keys = np.atleast_2d(found.keys).astype(np.int64)
-        sims = 1.0 - np.atleast_2d(found.distances).astype(np.float32)
         # usearch answers one query with `Matches` (no counts) and a batch with `BatchMatches`.
         counts = np.atleast_1d(getattr(found, "counts", len(found.keys))).astype(np.int64)
-        return Neighbours(keys, np.nan_to_num(sims, nan=-1.0), counts)
+        keys = np.atleast_2d(found.keys).astype(np.int64)
+        distances = np.atleast_2d(found.distances).astype(np.float32)
+        if (counts < keys.shape[1]).any():  # usearch leaves the unused slots unset
+            unused = np.arange(keys.shape[1])[None, :] >= counts[:, None]
+            keys[unused], distances[unused] = -1, 2.0
+        return Neighbours(keys, 1.0 - distances, counts)
 
     def save(self, path: Path) -> None:
         self._index.save(str(path))
@@ -98,12 +101,7 @@ class ExactIndex:
         self._vectors = np.empty((0, ndim), dtype=np.float32)
 
     def add(self, keys: np.ndarray, vectors: np.ndarray) -> None:
-        keys = np.asarray(keys, dtype=np.int64)
-        vectors = np.asarray(vectors)
-        if len(np.unique(keys)) < len(keys):  # a key twice in one batch: its last vector wins
-            _, from_end = np.unique(keys[::-1], return_index=True)
-            last = np.sort(len(keys) - 1 - from_end)
-            keys, vectors = keys[last], vectors[last]
+        keys, vectors = last_of_each(keys, vectors)
         with self._lock:
             keep = ~np.isin(self._keys, keys)
             self._keys = np.concatenate([self._keys[keep], keys])
@@ -122,13 +120,13 @@ class ExactIndex:
         keys, vectors = self._keys, self._vectors  # a consistent snapshot without the lock
         k_found = min(k, len(keys))
         if k_found == 0:
-            return _empty(len(queries), k)
+            return empty_neighbours(len(queries), k)
         sims = queries @ vectors.T
         top = np.argpartition(-sims, k_found - 1, axis=1)[:, :k_found]
         top_sims = np.take_along_axis(sims, top, axis=1)
         order = np.argsort(-top_sims, axis=1)
         top = np.take_along_axis(top, order, axis=1)
-        result = _empty(len(queries), k)
+        result = empty_neighbours(len(queries), k)
         result.keys[:, :k_found] = keys[top]
         result.similarity[:, :k_found] = np.take_along_axis(top_sims, order, axis=1)
         result.counts[:] = k_found
@@ -146,7 +144,18 @@ class ExactIndex:
         return len(self._keys)
 
 
-def _empty(n_queries: int, k: int) -> Neighbours:
+def last_of_each(keys: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(keys, vectors) with each key once: a key repeated in one batch keeps its last vector."""
+    keys, vectors = np.asarray(keys, dtype=np.int64), np.asarray(vectors)
+    if len(np.unique(keys)) == len(keys):
+        return keys, vectors
+    _, from_end = np.unique(keys[::-1], return_index=True)
+    last = np.sort(len(keys) - 1 - from_end)
+    return keys[last], vectors[last]
+
+
+def empty_neighbours(n_queries: int, k: int) -> Neighbours:
+    """A result with no entries: keys -1, similarity -1, counts 0."""
     return Neighbours(
         np.full((n_queries, max(k, 0)), -1, dtype=np.int64),
         np.full((n_queries, max(k, 0)), -1.0, dtype=np.float32),

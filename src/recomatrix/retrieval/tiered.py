@@ -6,8 +6,8 @@ import threading
 
 import numpy as np
 
-from recomatrix.retrieval.base import Neighbours
-from recomatrix.retrieval.index import ExactIndex, HnswIndex
+from recomatrix.retrieval.base import MainIndex, Neighbours
+from recomatrix.retrieval.index import ExactIndex
 
 
 class TieredIndex:
@@ -16,10 +16,10 @@ class TieredIndex:
     New items go to the delta (found by the very next search); `compact()` moves them into
     the HNSW graph once the delta passes `compact_at` items. Writes and compaction take one
     lock, so a replaced or deleted item can never be resurrected by a compaction in flight;
-    searches take none.
+    searches take none here (a main index that needs one to search safely takes its own).
     """
 
-    def __init__(self, *, main: HnswIndex, compact_at: int = 2_000) -> None:
+    def __init__(self, *, main: MainIndex, compact_at: int = 2_000) -> None:
         self.ndim = main.ndim
         self.main = main
         self.delta = ExactIndex(ndim=main.ndim)

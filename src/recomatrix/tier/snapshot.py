@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from recomatrix.config import RetrievalSettings
-from recomatrix.retrieval import Catalogue, ExactIndex, ItemColumns
+from recomatrix.retrieval import Catalogue, ExactIndex, HnswIndex, ItemColumns, MainIndex
 from recomatrix.tier.mapped import MappedHnswIndex
 from recomatrix.types import Item, ItemId
 
@@ -163,7 +163,7 @@ def save_snapshot(
     columns["key"] = [catalogue.key(item.item_id) for item in items]
     pq.write_table(pa.table(columns, schema=ITEM_SCHEMA), folder / "items.parquet")
     np.save(folder / "vectors.npy", catalogue.matrix())
-    engine.index.main.save(folder / "main.usearch")
+    _mappable(engine, items).save(folder / "main.usearch")
     manifest = Manifest(
         format=FORMAT, version=version_dir.name, created_ns=time.time_ns(), items=len(items),
         dim=catalogue.ndim, encoder=encoder, genres=list(genres),
@@ -173,6 +173,23 @@ def save_snapshot(
     partial.write_text(json.dumps(asdict(manifest), indent=1) + "\n")
     os.replace(partial, folder / MANIFEST)
     return Snapshot(folder, manifest)
+
+
+def _mappable(engine: Engine, items: list[Item]) -> MainIndex:
+    """The engine's main index if API processes can memory-map its file (usearch), else a
+    usearch copy built from the catalogue (`serve --backend redis` bootstraps with usearch,
+    so this copy is only made for an engine built for the embedded tier)."""
+    main = engine.index.main
+    if isinstance(main, HnswIndex):
+        return main
+    retrieval = engine.settings.retrieval
+    copy = HnswIndex(ndim=engine.catalogue.ndim, connectivity=retrieval.hnsw_connectivity,
+                     expansion_search=retrieval.hnsw_expansion_search,
+                     threads=retrieval.hnsw_build_threads)  # fmt: skip
+    ids = [item.item_id for item in items]
+    keys = np.array([engine.catalogue.key(i) for i in ids], dtype=np.int64)
+    copy.add(keys, engine.catalogue.vectors(ids))
+    return copy
 
 
 def open_snapshot(folder: Path) -> Snapshot:

@@ -1,0 +1,35 @@
+"""The main index by name (`retrieval.main_index`): one table, no branches elsewhere."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from recomatrix.retrieval.base import MainIndex
+from recomatrix.retrieval.graph import GraphIndex
+from recomatrix.retrieval.index import HnswIndex
+
+MAIN_INDEXES: dict[str, Callable[..., MainIndex]] = {
+    "hnswlib": GraphIndex,  # fastest search (the embedded tier's default)
+    "usearch": HnswIndex,  # memory-mappable (the Redis tier's snapshots), i8 vectors
+}
+FILE_SUFFIX = {"hnswlib": ".hnswlib", "usearch": ".usearch"}
+
+
+def main_index(
+    kind: str,
+    *,
+    ndim: int,
+    connectivity: int = 16,
+    expansion_search: int = 96,
+    threads: int = 2,
+    path: Path | None = None,
+    **options: Any,
+) -> MainIndex:
+    """An empty main index of `kind`, or the one saved at `path`."""
+    if kind not in MAIN_INDEXES:
+        raise ValueError(f"unknown main index {kind!r}: use one of {', '.join(MAIN_INDEXES)}")
+    return MAIN_INDEXES[kind](ndim=ndim, connectivity=connectivity,
+                              expansion_search=expansion_search, threads=threads, path=path,
+                              **options)  # fmt: skip
