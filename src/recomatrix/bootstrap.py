@@ -212,6 +212,7 @@ def _build_indexes(
         ndim=retrieval.dim,
         connectivity=retrieval.hnsw_connectivity,
         expansion_search=retrieval.hnsw_expansion_search,
+        dtype=retrieval.hnsw_dtype,
         threads=retrieval.hnsw_build_threads,
     )
     main.add(keys, vectors)

@@ -44,3 +44,12 @@ def test_an_unknown_main_index_names_the_setting_and_the_choices() -> None:
     ):
         load_settings(env={"RECOMATRIX_RETRIEVAL__MAIN_INDEX": "faiss"})
     assert load_settings(env={}).retrieval.main_index == "hnswlib"
+
+
+def test_i8_vectors_need_the_usearch_main_index() -> None:
+    with pytest.raises(ValueError, match=r"hnsw_dtype = 'i8' needs retrieval\.main_index"):
+        load_settings(env={"RECOMATRIX_RETRIEVAL__HNSW_DTYPE": "i8"})
+    with pytest.raises(ValueError, match=r"retrieval\.hnsw_dtype: 'i4'"):
+        load_settings(overrides={"retrieval": {"main_index": "usearch", "hnsw_dtype": "i4"}})
+    settings = load_settings(overrides={"retrieval": {"main_index": "usearch", "hnsw_dtype": "i8"}})
+    assert settings.retrieval.hnsw_dtype == "i8"

@@ -190,3 +190,17 @@ def test_graph_index_searched_while_another_thread_adds_stays_correct() -> None:
 def test_main_index_kind_is_checked() -> None:
     with pytest.raises(ValueError, match="unknown main index 'faiss'"):
         main_index("faiss", ndim=4)
+
+
+def test_an_i8_usearch_index_is_viewed_memory_mapped_with_its_answers(tmp_path: Path) -> None:
+    from recomatrix.tier.mapped import MappedHnswIndex
+
+    data = vectors(500)
+    index = main_index("usearch", ndim=16, dtype="i8")
+    index.add(np.arange(500), data)
+    index.save(tmp_path / "main.usearch")
+    viewed = MappedHnswIndex(path=tmp_path / "main.usearch", ndim=16, dtype="i8")
+    hits = [viewed.search(data[i], 1).keys[0, 0] for i in range(0, 500, 25)]
+    assert np.mean(np.array(hits) == np.arange(0, 500, 25)) >= 0.9
+    with pytest.raises(ValueError, match="hnswlib keeps f32"):
+        main_index("hnswlib", ndim=16, dtype="i8")

@@ -131,6 +131,7 @@ def build_scale_engine(
         ndim=dim,
         connectivity=retrieval.hnsw_connectivity,
         expansion_search=retrieval.hnsw_expansion_search,
+        dtype=retrieval.hnsw_dtype,
         threads=index_threads,
     )
     if cached is not None and cached.exists():

@@ -42,7 +42,10 @@ class GraphIndex:
         path: Path | None = None,
         threads: int = 2,
         seed: int = 100,
+        dtype: str = "f32",
     ) -> None:
+        if dtype != "f32":
+            raise ValueError(f"hnswlib keeps f32 vectors, not {dtype}: use usearch for {dtype}")
         self.ndim = ndim
         self.threads = threads  # for adds (builds, compaction); a search uses one thread
         self._expansion_search = expansion_search
@@ -50,6 +53,8 @@ class GraphIndex:
         self._searches_waiting = 0
         self._index = hnswlib.Index(space="ip", dim=ndim)
         self._live = np.zeros(0, dtype=bool)  # by key: in the graph and not deleted
+        self._count = 0  # live keys (a sum over `_live` would cost 0.3 ms a search at 1M)
+        self._ef = 0  # the search expansion hnswlib was last given
         if path is None:
             self._index.init_index(max_elements=1024, M=connectivity,
                                    ef_construction=expansion_add, random_seed=seed)  # fmt: skip
@@ -58,7 +63,6 @@ class GraphIndex:
             deleted = np.load(_deleted_path(path))
             self._mark_live(np.asarray(self._index.get_ids_list(), dtype=np.int64), True)
             self._mark_live(deleted, False)
-        self._index.set_ef(expansion_search)
         self._index.set_num_threads(1)
 
     def add(self, keys: np.ndarray, vectors: np.ndarray) -> None:
@@ -93,7 +97,10 @@ class GraphIndex:
         self._searches_waiting += 1
         with self._lock:
             self._searches_waiting -= 1
-            self._index.set_ef(max(self._expansion_search, k_found))
+            ef = max(self._expansion_search, k_found)
+            if ef != self._ef:
+                self._index.set_ef(ef)
+                self._ef = ef
             labels, distances = _knn(self._index, queries, k_found)
         result = empty_neighbours(len(queries), k)
         width = labels.shape[1]
@@ -111,7 +118,7 @@ class GraphIndex:
         np.save(_deleted_path(path), deleted)
 
     def __len__(self) -> int:
-        return int(self._live.sum())
+        return self._count
 
     def _yield_to_searches(self) -> None:
         """Between write chunks, let searches already waiting for the lock go first
@@ -128,6 +135,7 @@ class GraphIndex:
         return live
 
     def _mark_live(self, keys: np.ndarray, value: bool) -> None:
+        """Record keys (unique) as live or deleted, keeping the live count."""
         if len(keys) == 0:
             return
         top = int(keys.max()) + 1
@@ -135,7 +143,9 @@ class GraphIndex:
             grown = np.zeros(max(top, len(self._live) * 3 // 2), dtype=bool)
             grown[: len(self._live)] = self._live
             self._live = grown
+        changed = int(np.count_nonzero(self._live[keys] != value))
         self._live[keys] = value
+        self._count += changed if value else -changed
 
 
 def _knn(index: hnswlib.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

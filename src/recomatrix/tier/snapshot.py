@@ -128,6 +128,7 @@ class Snapshot:
             ndim=self.manifest.dim,
             connectivity=retrieval.hnsw_connectivity,
             expansion_search=retrieval.hnsw_expansion_search,
+            dtype=retrieval.hnsw_dtype,
         )
 
 
@@ -185,7 +186,7 @@ def _mappable(engine: Engine, items: list[Item]) -> MainIndex:
     retrieval = engine.settings.retrieval
     copy = HnswIndex(ndim=engine.catalogue.ndim, connectivity=retrieval.hnsw_connectivity,
                      expansion_search=retrieval.hnsw_expansion_search,
-                     threads=retrieval.hnsw_build_threads)  # fmt: skip
+                     dtype=retrieval.hnsw_dtype, threads=retrieval.hnsw_build_threads)  # fmt: skip
     ids = [item.item_id for item in items]
     keys = np.array([engine.catalogue.key(i) for i in ids], dtype=np.int64)
     copy.add(keys, engine.catalogue.vectors(ids))
