@@ -257,3 +257,30 @@ class Fallback:
     def reads(self) -> DegradableReads:
         """A fresh view of the store for one request (its own `degraded` flag)."""
         return DegradableReads(self.store, self.last_known, self.store_breaker)
+
+
+class FailureLog:
+    """Logs a run of repeated failures (a Redis outage retried every 0.5 s) as its first
+    traceback, a one-line reminder every `every_s`, and one line when it ends."""
+
+    def __init__(self, logger: logging.Logger, what: str, *, every_s: float = 30.0) -> None:
+        self.logger, self.what, self.every_s = logger, what, every_s
+        self.count = 0  # failures in the current run
+        self._since = self._reminded = 0.0
+
+    def failed(self, err: Exception) -> None:
+        now = time.monotonic()
+        self.count += 1
+        if self.count == 1:
+            self._since = self._reminded = now
+            self.logger.error("%s", self.what, exc_info=err)
+        elif now - self._reminded >= self.every_s:
+            self._reminded = now
+            self.logger.error("%s: still failing after %d attempts in %.0f s (last: %s)",
+                              self.what, self.count, now - self._since, err)  # fmt: skip
+
+    def recovered(self) -> None:
+        if self.count:
+            self.logger.warning("%s: recovered after %d failed attempts in %.1f s", self.what,
+                                self.count, time.monotonic() - self._since)  # fmt: skip
+            self.count = 0

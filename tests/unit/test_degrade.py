@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import pytest
@@ -10,6 +11,7 @@ import redis
 from recomatrix.degrade import (
     Breaker,
     DegradableReads,
+    FailureLog,
     LastKnown,
     StoreUnavailable,
     Unavailable,
@@ -155,3 +157,21 @@ def test_reads_fall_back_to_the_last_known_answers_while_the_store_is_down() -> 
     assert down.top_trending(1) == [("hit", 3.0)]
     assert down.get_items(["hit", "warm"]) == [None, None]  # ranked on feature defaults
     assert down.degraded and not up.degraded
+
+
+def test_a_run_of_failures_logs_one_traceback_then_reminders_then_the_recovery(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = [100.0]
+    monkeypatch.setattr("recomatrix.degrade.time.monotonic", lambda: clock[0])
+    failures = FailureLog(logging.getLogger("test.failures"), "batch failed", every_s=30.0)
+    with caplog.at_level(logging.WARNING, logger="test.failures"):
+        for _ in range(120):  # a minute of retries every 0.5 s
+            failures.failed(redis.ConnectionError("Connection refused"))
+            clock[0] += 0.5
+        failures.recovered()
+        failures.recovered()  # nothing failed since: nothing to say
+    records = caplog.records
+    assert [r.exc_info is not None for r in records] == [True, False, False]
+    assert "still failing after 61 attempts in 30 s" in records[1].getMessage()
+    assert "recovered after 120 failed attempts in 60.0 s" in records[-1].getMessage()

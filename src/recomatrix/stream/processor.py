@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from recomatrix.degrade import FailureLog
 from recomatrix.events.base import Delivery, EventBus
 from recomatrix.features.base import ItemCount, OnlineStore
 from recomatrix.features.state import (
@@ -186,14 +187,16 @@ class StreamProcessor:
 
     def _loop(self) -> None:
         refreshed = time.monotonic()
+        failures = FailureLog(log, "stream processor batch failed; retrying it every 0.5 s")
         while not self._stop.is_set():
             try:
                 self.run_once()
                 if time.monotonic() - refreshed >= self.settings.trending_refresh_s:
                     refreshed = time.monotonic()
                     self.cool_trending(now=time.time())
-            except Exception:  # keep consuming; the failed batch is retried first
-                log.exception("stream processor batch failed; retrying it in 0.5 s")
+                failures.recovered()
+            except Exception as err:  # keep consuming; the failed batch is retried first
+                failures.failed(err)
                 self._stop.wait(0.5)
 
     def _load_users(self, user_ids: Sequence[UserId], copy: bool) -> dict[UserId, UserState]:

@@ -24,6 +24,7 @@ import numpy as np
 import orjson
 import redis
 
+from recomatrix.degrade import FailureLog
 from recomatrix.features.redis import connect
 from recomatrix.tier.snapshot import item_from_row
 from recomatrix.types import Item, ItemId
@@ -126,13 +127,15 @@ class ItemFeed:
         self.client.close()
 
     def _run(self, apply: ApplyChanges) -> None:
+        failures = FailureLog(log, "item feed read failed; retrying it every 0.5 s")
         while not self._stop.is_set():
             try:
                 changes = self.read(block_s=0.5)
-            except redis.exceptions.RedisError:
-                log.exception("item feed read failed; retrying in 0.5 s")
+            except redis.exceptions.RedisError as err:
+                failures.failed(err)
                 self._stop.wait(0.5)
                 continue
+            failures.recovered()
             self._apply(apply, changes)
 
     def _apply(self, apply: ApplyChanges, changes: list[ItemChange]) -> None:
