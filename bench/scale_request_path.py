@@ -1,6 +1,7 @@
 """The scale engine's request path alone, per stage: for a same-machine A/B of two commits.
 
     python bench/scale_request_path.py [--items 100000] [--requests 2000] [--index-cache DIR]
+    RECOMATRIX_RETRIEVAL__MAIN_INDEX=usearch python bench/scale_request_path.py ...  # settings
     PYTHONPATH=<other checkout>/src python bench/scale_request_path.py ...   # the other commit
 
 Builds the scale world and engine (`recomatrix.bench.scale_engine`) at `--items` items and
@@ -12,13 +13,14 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import tempfile
 from pathlib import Path
 
 import recomatrix
 from recomatrix.bench.request_path import request_mix
 from recomatrix.bench.scale_engine import build_scale_engine
-from recomatrix.config import Settings
+from recomatrix.config import load_settings
 from recomatrix.data.scale import generate_scale_world
 
 
@@ -32,7 +34,7 @@ def main() -> None:
     world = generate_scale_world(n_items=args.items, n_users=args.items)
     with tempfile.TemporaryDirectory() as home:
         engine = build_scale_engine(
-            world, Settings(), home=Path(home), index_cache=args.index_cache
+            world, load_settings(env=os.environ), home=Path(home), index_cache=args.index_cache
         ).engine
         # What `recomatrix serve` and `recomatrix bench` do once the engine is built (done here
         # with the standard library, so any other checkout under PYTHONPATH gets the same).
