@@ -261,18 +261,23 @@ class Fallback:
 
 class FailureLog:
     """Logs a run of repeated failures (a Redis outage retried every 0.5 s) as its first
-    traceback, a one-line reminder every `every_s`, and one line when it ends."""
+    traceback, a one-line reminder every `every_s`, and one line when it ends. A failure of
+    another kind (exception type) within the run gets its own traceback."""
 
     def __init__(self, logger: logging.Logger, what: str, *, every_s: float = 30.0) -> None:
         self.logger, self.what, self.every_s = logger, what, every_s
         self.count = 0  # failures in the current run
         self._since = self._reminded = 0.0
+        self._kinds: set[type[BaseException]] = set()  # logged with a traceback in this run
 
     def failed(self, err: Exception) -> None:
         now = time.monotonic()
         self.count += 1
         if self.count == 1:
             self._since = self._reminded = now
+        if type(err) not in self._kinds:
+            self._kinds.add(type(err))
+            self._reminded = now
             self.logger.error("%s", self.what, exc_info=err)
         elif now - self._reminded >= self.every_s:
             self._reminded = now
@@ -284,3 +289,4 @@ class FailureLog:
             self.logger.warning("%s: recovered after %d failed attempts in %.1f s", self.what,
                                 self.count, time.monotonic() - self._since)  # fmt: skip
             self.count = 0
+            self._kinds.clear()

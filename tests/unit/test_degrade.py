@@ -169,9 +169,12 @@ def test_a_run_of_failures_logs_one_traceback_then_reminders_then_the_recovery(
         for _ in range(120):  # a minute of retries every 0.5 s
             failures.failed(redis.ConnectionError("Connection refused"))
             clock[0] += 0.5
+        failures.failed(KeyError("a bug, not the outage"))  # a new kind: its own traceback
         failures.recovered()
         failures.recovered()  # nothing failed since: nothing to say
+        failures.failed(redis.ConnectionError("Connection refused"))  # a new run
     records = caplog.records
-    assert [r.exc_info is not None for r in records] == [True, False, False]
+    assert [r.exc_info is not None for r in records] == [True, False, True, False, True]
     assert "still failing after 61 attempts in 30 s" in records[1].getMessage()
-    assert "recovered after 120 failed attempts in 60.0 s" in records[-1].getMessage()
+    assert records[2].exc_info is not None and records[2].exc_info[0] is KeyError
+    assert "recovered after 121 failed attempts in 60.0 s" in records[3].getMessage()

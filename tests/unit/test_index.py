@@ -199,8 +199,64 @@ def test_an_i8_usearch_index_is_viewed_memory_mapped_with_its_answers(tmp_path: 
     index = main_index("usearch", ndim=16, dtype="i8")
     index.add(np.arange(500), data)
     index.save(tmp_path / "main.usearch")
-    viewed = MappedHnswIndex(path=tmp_path / "main.usearch", ndim=16, dtype="i8")
+    viewed = MappedHnswIndex(path=tmp_path / "main.usearch", ndim=16)  # i8 read from the file
     hits = [viewed.search(data[i], 1).keys[0, 0] for i in range(0, 500, 25)]
     assert np.mean(np.array(hits) == np.arange(0, 500, 25)) >= 0.9
     with pytest.raises(ValueError, match="hnswlib keeps f32"):
         main_index("hnswlib", ndim=16, dtype="i8")
+
+
+class _FindsAtMost:
+    """An hnswlib index that, like one whose deletions cut off part of the graph, finds at
+    most `limit` live nodes and raises as hnswlib does when asked for more."""
+
+    def __init__(self, inner: object, limit: int, message: str) -> None:
+        self.inner, self.limit, self.message = inner, limit, message
+
+    def knn_query(self, queries: np.ndarray, k: int, num_threads: int) -> object:
+        if k > self.limit:
+            raise RuntimeError(self.message)
+        return self.inner.knn_query(queries, k=k, num_threads=num_threads)  # type: ignore[attr-defined]
+
+    def set_ef(self, ef: int) -> None:
+        self.inner.set_ef(ef)  # type: ignore[attr-defined]
+
+
+def test_graph_index_returns_what_it_finds_when_hnswlib_finds_fewer_than_k() -> None:
+    data = vectors(200)
+    index = GraphIndex(ndim=16)
+    index.add(np.arange(200), data)
+    message = "Cannot return the results in a contiguous 2D array. Probably ef or M is too small"
+    index._index = _FindsAtMost(index._index, 3, message)
+    found = index.search(data[:2], 10)
+    assert found.counts.tolist() == [3, 3]  # 10 -> 7 -> 5 -> 3, per query
+    assert found.keys[:, 0].tolist() == [0, 1]
+    assert (found.keys[:, 3:] == -1).all()
+    index._index = _FindsAtMost(index._index.inner, 3, "some other failure")
+    with pytest.raises(RuntimeError, match="some other failure"):
+        index.search(data[:2], 10)
+
+
+def test_graph_index_compacts_into_a_serving_graph_in_small_chunks() -> None:
+    """A build (the index empty) goes in one large chunk; a fold into a populated index goes
+    8 items per lock hold, so a waiting search gets in between."""
+    index = GraphIndex(ndim=16, threads=1)
+    holds: list[int] = []
+    add_items = index._index.add_items
+
+    class Counting:
+        def __getattr__(self, name: str) -> object:
+            return getattr(index._index_inner, name)
+
+        def add_items(self, data: np.ndarray, labels: np.ndarray, num_threads: int) -> None:
+            holds.append(len(labels))
+            add_items(data, labels, num_threads=num_threads)
+
+    index._index_inner = index._index  # type: ignore[attr-defined]
+    index._index = Counting()
+    index.add(np.arange(1000), vectors(1000))
+    assert holds == [1000]
+    holds.clear()
+    index.add(np.arange(1000, 1020), vectors(20))
+    assert holds == [8, 8, 4]
+    assert len(index) == 1020

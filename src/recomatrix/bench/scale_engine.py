@@ -88,7 +88,8 @@ def cached_index_path(world: ScaleWorld, settings: Settings, folder: Path) -> Pa
     """Where the main index of this exact world (size, seed, dimension, graph degree) is
     saved in an index cache folder."""
     retrieval = settings.retrieval
-    name = f"scale-{world.n_items}-{world.seed}-{retrieval.dim}-m{retrieval.hnsw_connectivity}"
+    name = (f"scale-{world.n_items}-{world.seed}-{retrieval.dim}-m{retrieval.hnsw_connectivity}"
+            f"-{retrieval.hnsw_dtype}")  # fmt: skip
     return folder / f"{name}{FILE_SUFFIX[retrieval.main_index]}"
 
 

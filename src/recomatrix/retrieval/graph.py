@@ -22,10 +22,11 @@ from recomatrix.retrieval.base import Neighbours
 from recomatrix.retrieval.index import empty_neighbours, last_of_each, normalise
 
 WRITE_CHUNK = 8  # items inserted per lock hold: the longest a search waits on a write
-# Before its first search an index is being built, and nobody waits: large chunks keep the
+# An add into an empty index is a build, which nothing searches yet: large chunks keep the
 # insert threads busy (chunks of 8 leave a second thread idle: 200k items took 21 s on 1 or
 # 2 threads, against 10 s on 2 threads in one call).
 BUILD_CHUNK = 65_536
+_TOO_FEW_FOUND = "contiguous 2D array"  # hnswlib's error when a query found fewer than k
 
 
 class GraphIndex:
@@ -55,18 +56,19 @@ class GraphIndex:
         self.threads = threads  # for adds (builds, compaction); a search uses one thread
         self._expansion_search = expansion_search
         self._lock = threading.Lock()
+        self._waiting_lock = threading.Lock()  # guards the counter below (`+=` is not atomic)
         self._searches_waiting = 0
         self._index = hnswlib.Index(space="ip", dim=ndim)
         self._live = np.zeros(0, dtype=bool)  # by key: in the graph and not deleted
         self._count = 0  # live keys (a sum over `_live` would cost 0.3 ms a search at 1M)
         self._ef = 0  # the search expansion hnswlib was last given
-        self._serving = False  # set by the first search: from then on, writes go in small chunks
         if path is None:
             self._index.init_index(max_elements=1024, M=connectivity,
                                    ef_construction=expansion_add, random_seed=seed)  # fmt: skip
         else:
             self._index.load_index(str(path))
-            deleted = np.load(_deleted_path(path))
+            deleted_file = _deleted_path(path)  # written by `save`; absent: a foreign file
+            deleted = np.load(deleted_file) if deleted_file.exists() else np.empty(0, np.int64)
             self._mark_live(np.asarray(self._index.get_ids_list(), dtype=np.int64), True)
             self._mark_live(deleted, False)
         self._index.set_num_threads(1)
@@ -75,7 +77,7 @@ class GraphIndex:
         """Insert or replace; a key repeated in one batch keeps its last vector."""
         keys, vectors = last_of_each(keys, vectors)
         unit = normalise(vectors)
-        size = WRITE_CHUNK if self._serving else BUILD_CHUNK
+        size = BUILD_CHUNK if len(self) == 0 else WRITE_CHUNK
         for start in range(0, len(keys), size):
             chunk = slice(start, start + size)
             self._yield_to_searches()
@@ -88,33 +90,36 @@ class GraphIndex:
 
     def remove(self, keys: np.ndarray) -> None:
         keys = np.unique(np.asarray(keys, dtype=np.int64))
-        gone = keys[self._is_live(keys)]
-        if len(gone) == 0:
-            return
         with self._lock:
+            gone = keys[self._is_live(keys)]
             for key in gone.tolist():
                 self._index.mark_deleted(key)
             self._mark_live(gone, False)
 
     def search(self, queries: np.ndarray, k: int) -> Neighbours:
-        self._serving = True
         queries = normalise(np.atleast_2d(queries))
-        k_found = min(k, len(self))
-        if k_found <= 0:
-            return empty_neighbours(len(queries), k)
-        self._searches_waiting += 1
+        result = empty_neighbours(len(queries), k)
+        with self._waiting_lock:
+            self._searches_waiting += 1
         with self._lock:
-            self._searches_waiting -= 1
+            with self._waiting_lock:
+                self._searches_waiting -= 1
+            k_found = min(k, self._count)
+            if k_found <= 0:
+                return result
             ef = max(self._expansion_search, k_found)
             if ef != self._ef:
                 self._index.set_ef(ef)
                 self._ef = ef
-            labels, distances = _knn(self._index, queries, k_found)
-        result = empty_neighbours(len(queries), k)
-        width = labels.shape[1]
-        result.keys[:, :width] = labels.astype(np.int64)
-        result.similarity[:, :width] = 1.0 - distances
-        result.counts[:] = width
+            try:
+                labels, distances = self._index.knn_query(queries, k=k_found, num_threads=1)
+            except RuntimeError as err:
+                if _TOO_FEW_FOUND not in str(err):
+                    raise
+                return self._search_each(queries, k_found, result)
+        result.keys[:, :k_found] = labels.astype(np.int64)
+        result.similarity[:, :k_found] = 1.0 - distances
+        result.counts[:] = k_found
         return result
 
     def save(self, path: Path) -> None:
@@ -127,6 +132,26 @@ class GraphIndex:
 
     def __len__(self) -> int:
         return self._count
+
+    def _search_each(self, queries: np.ndarray, k: int, result: Neighbours) -> Neighbours:
+        """Under the lock: a query found fewer than k live nodes (deletions can leave a
+        region of the graph with few reachable), and hnswlib raises rather than return a
+        ragged batch. Each query on its own, with the largest k it can fill."""
+        for row, query in enumerate(queries):
+            width = k
+            while width > 0:
+                try:
+                    labels, distances = self._index.knn_query(query, k=width, num_threads=1)
+                    break
+                except RuntimeError as err:
+                    if _TOO_FEW_FOUND not in str(err):
+                        raise
+                    width = width * 3 // 4
+            if width > 0:
+                result.keys[row, :width] = labels[0].astype(np.int64)
+                result.similarity[row, :width] = 1.0 - distances[0]
+                result.counts[row] = width
+        return result
 
     def _yield_to_searches(self) -> None:
         """Between write chunks, let searches already waiting for the lock go first
@@ -154,19 +179,6 @@ class GraphIndex:
         changed = int(np.count_nonzero(self._live[keys] != value))
         self._live[keys] = value
         self._count += changed if value else -changed
-
-
-def _knn(index: hnswlib.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """hnswlib's top k; if deletions left a region of the graph with fewer than k reachable
-    live nodes (hnswlib then raises rather than return a ragged batch), ask for fewer."""
-    while True:
-        try:
-            labels, distances = index.knn_query(queries, k=k, num_threads=1)
-            return labels, distances
-        except RuntimeError:
-            if k <= 1:
-                return np.empty((len(queries), 0), np.uint64), np.empty((len(queries), 0))
-            k = k * 3 // 4
 
 
 def _deleted_path(path: Path) -> Path:

@@ -1,10 +1,10 @@
-"""Vector indexes: usearch HNSW for the main catalogue, exact search for small fresh sets,
-and the tiered index that searches a main and a delta index as one.
+"""Vector indexes: usearch HNSW (the Redis tier's main index, memory-mappable; f32, f16
+or i8) and exact search for small sets (the delta of new items, the fresh pool).
 
-usearch stays correct when searched while another thread adds (measured: hnswlib raised
-and faiss corrupted its heap under that pattern; see docs/adr/0001-usearch.md), and one
-add into a 1M-item HNSW graph is found by its own search only 97.5-100 % of the time, so
-new items live in an exact delta index until compaction folds them into the graph.
+usearch stays correct when searched while another thread adds, so it takes no lock (the
+embedded tier's hnswlib index, `graph.py`, needs one: docs/adr/0001-usearch.md). One add
+into a 1M-item HNSW graph is found by its own search only 97.5-100 % of the time, so new
+items live in an exact delta index until compaction folds them into the graph.
 """
 
 from __future__ import annotations

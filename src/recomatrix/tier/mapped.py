@@ -22,10 +22,10 @@ class MappedHnswIndex(HnswIndex):
     """An `HnswIndex` viewed from `path` (pages shared between processes by the OS)."""
 
     def __init__(
-        self, *, path: Path, ndim: int, connectivity: int = 16, expansion_search: int = 96,
-        dtype: str = "f32",
-    ) -> None:  # fmt: skip
-        super().__init__(ndim=ndim, connectivity=connectivity, dtype=dtype,
+        self, *, path: Path, ndim: int, connectivity: int = 16, expansion_search: int = 96
+    ) -> None:
+        # The vectors' precision (f32, f16, i8) is the file's: usearch reads it from there.
+        super().__init__(ndim=ndim, connectivity=connectivity,
                          expansion_search=expansion_search, path=path, view=True)  # fmt: skip
         self._lock = threading.Lock()
         self._removed: frozenset[int] = frozenset()  # replaced as a whole: searches take no lock

@@ -128,7 +128,6 @@ class Snapshot:
             ndim=self.manifest.dim,
             connectivity=retrieval.hnsw_connectivity,
             expansion_search=retrieval.hnsw_expansion_search,
-            dtype=retrieval.hnsw_dtype,
         )
 
 
