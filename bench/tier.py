@@ -35,18 +35,13 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `bench.*`, not installed
 
 from bench.feast_compare.timing import ours, time_calls
-from bench.tier_setup import (
-    free_port,
-    make_events,
-    redis_server,
-    running,
-    wait_ready,
-)
+from bench.tier_setup import make_events, running, wait_ready
 from bench.tier_workers import GROUP, World, run_workers
 
 from recomatrix.bench.common import machine, percentiles, versions
 from recomatrix.events.redis import RedisStreamsBus
 from recomatrix.features.redis import RedisOnlineStore
+from recomatrix.loopback import free_port, redis_server
 
 HERE = Path(__file__).parent
 RECOMATRIX = str(Path(sys.executable).with_name("recomatrix"))

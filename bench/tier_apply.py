@@ -27,12 +27,13 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `bench.*`, not installed
 
-from bench.tier_setup import make_events, redis_server
+from bench.tier_setup import make_events
 
 from recomatrix.bench.common import machine
 from recomatrix.events.redis import RedisStreamsBus
 from recomatrix.features.offline import ParquetLog
 from recomatrix.features.redis import RedisOnlineStore
+from recomatrix.loopback import redis_server
 from recomatrix.stream.processor import StreamProcessor
 
 

@@ -1,6 +1,6 @@
 """Local processes and synthetic events for the server-tier benchmarks (`tier.py`,
-`feast_compare/compare.py`): a dedicated redis-server, subprocesses stopped on exit, readiness
-and CPU scheduling of a process.
+`feast_compare/compare.py`): a dedicated redis-server (`recomatrix.loopback`), subprocesses
+stopped on exit, readiness and CPU scheduling of a process.
 """
 
 from __future__ import annotations
@@ -10,24 +10,15 @@ import http.client
 import json
 import random
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import redis
-
 from recomatrix.types import EVENT_TYPES, Event
 
 Json = dict[str, Any]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextlib.contextmanager
@@ -48,27 +39,6 @@ def running(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-
-
-@contextlib.contextmanager
-def redis_server(directory: Path) -> Iterator[str]:
-    """A dedicated redis-server on a free port; yields its URL."""
-    port = free_port()
-    args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-            "--appendonly", "no", "--dir", str(directory)]  # fmt: skip
-    with running(args, directory / "redis.log"):
-        client = redis.Redis(port=port)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.exceptions.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("redis-server did not start within 10 s") from None
-                time.sleep(0.05)
-        client.close()
-        yield f"redis://127.0.0.1:{port}/0"
 
 
 def wait_ready(base_url: str, *, timeout_s: float = 600) -> None:

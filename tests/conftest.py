@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from recomatrix.bootstrap import build_engine
 from recomatrix.config import Settings, load_settings
 from recomatrix.data import World, generate_world
 from recomatrix.engine import Engine
+from recomatrix.loopback import free_port
 from recomatrix.server.app import create_app
 
 
@@ -49,12 +49,6 @@ def engine(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[E
     built, _ = build_engine(world, small_settings(tmp_path_factory.mktemp("home")))
     yield built
     built.close()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))  # `bench.*` from the checkout, without installing
 import numpy as np  # noqa: E402  (after the path above)
 import pandas as pd  # noqa: E402
 from bench.feast_compare.timing import Fetch, ours, sample_calls  # noqa: E402
-from bench.tier_setup import make_events, redis_server  # noqa: E402
+from bench.tier_setup import make_events  # noqa: E402
 from feast import Entity, FeatureStore, FeatureView, Field, FileSource, RepoConfig  # noqa: E402
 from feast.types import Array, Float32  # noqa: E402
 from feast.value_type import ValueType  # noqa: E402
@@ -40,6 +40,7 @@ from recomatrix.events.redis import RedisStreamsBus  # noqa: E402
 from recomatrix.features.redis import RedisOnlineStore  # noqa: E402
 from recomatrix.features.state import UserState  # noqa: E402
 from recomatrix.features.windows import FIELDS  # noqa: E402
+from recomatrix.loopback import redis_server  # noqa: E402
 from recomatrix.stream.processor import StreamProcessor  # noqa: E402
 from recomatrix.types import Event  # noqa: E402
 

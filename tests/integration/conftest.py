@@ -7,21 +7,15 @@ Redis Cluster of three masters (no replicas) per session, flushed before each te
 from __future__ import annotations
 
 import random
-import shutil
 import socket
 import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from recomatrix.loopback import binary, start_redis, stop_redis
 
 
 def _free_cluster_port() -> int:
@@ -36,48 +30,6 @@ def _free_cluster_port() -> int:
         except OSError:
             continue
     raise RuntimeError("no free port pair for a cluster node")
-
-
-def _binary(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.fail(f"{name} is not installed: apt-get install redis-server")
-    return path
-
-
-def start_redis(
-    directory: Path, *extra: str, port: int | None = None
-) -> tuple[subprocess.Popen[bytes], int]:
-    """Start redis-server without persistence in `directory`; returns it once it answers."""
-    binary = _binary("redis-server")
-    port = port or _free_port()
-    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-            "--appendonly", "no", "--dir", str(directory), *extra]  # fmt: skip
-    server = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    client = redis.Redis(port=port)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.exceptions.ConnectionError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                server.kill()
-                stderr = server.stderr.read().decode() if server.stderr else ""
-                pytest.fail(f"redis-server on port {port} did not start: {stderr}")
-            time.sleep(0.02)
-        finally:
-            client.close()
-    return server, port
-
-
-def stop_redis(server: subprocess.Popen[bytes]) -> None:
-    server.terminate()
-    try:
-        server.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait()
 
 
 @pytest.fixture(scope="session")
@@ -114,7 +66,7 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[int
             ports.append(port)
         nodes = [f"127.0.0.1:{port}" for port in ports]
         subprocess.run(
-            [_binary("redis-cli"), "--cluster", "create", *nodes, "--cluster-replicas", "0",
+            [binary("redis-cli"), "--cluster", "create", *nodes, "--cluster-replicas", "0",
              "--cluster-yes"],
             check=True, capture_output=True, timeout=30,
         )  # fmt: skip

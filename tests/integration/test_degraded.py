@@ -7,8 +7,6 @@ acknowledged survives the kill: the test checks that the engine loses nothing on
 from __future__ import annotations
 
 import random
-import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -21,13 +19,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-import redis
 from fastapi.testclient import TestClient
 
 from recomatrix.config import load_settings
 from recomatrix.engine import Engine, Models
 from recomatrix.events.redis import RedisStreamsBus
 from recomatrix.features.redis import RedisOnlineStore
+from recomatrix.loopback import free_port, start_redis
 from recomatrix.ranking.base import Scores
 from recomatrix.ranking.features import FEATURE_NAMES
 from recomatrix.retrieval import Catalogue, ExactIndex, HnswIndex, TieredIndex
@@ -48,15 +46,7 @@ class RedisProcess:
     """
 
     def __init__(self, directory: Path) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail("redis-server is not installed: apt-get install redis-server")
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = int(sock.getsockname()[1])
-        self.args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                     "--appendonly", "yes", "--appendfsync", "always",
-                     "--dir", str(directory)]  # fmt: skip
+        self.directory, self.port = directory, free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.start()
 
@@ -65,19 +55,9 @@ class RedisProcess:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        self.process = subprocess.Popen(self.args, stdout=subprocess.DEVNULL)
-        client = redis.Redis(port=self.port)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()  # LOADING (the append-only file) is a ConnectionError too
-                break
-            except redis.exceptions.ConnectionError:
-                assert self.process.poll() is None, "redis-server exited at start"
-                assert time.monotonic() < deadline, "redis-server did not answer within 10 s"
-                time.sleep(0.02)
-            finally:
-                client.close()
+        self.process, _ = start_redis(
+            self.directory, "--appendonly", "yes", "--appendfsync", "always", port=self.port
+        )
 
     def kill(self) -> None:
         if self.process is not None:

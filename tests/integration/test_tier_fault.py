@@ -31,6 +31,7 @@ import redis
 from recomatrix.events.redis import RedisStreamsBus
 from recomatrix.features.redis import RedisOnlineStore
 from recomatrix.features.windows import WINDOW_BY_NAME, WindowCounts
+from recomatrix.loopback import free_port
 from recomatrix.tier.snapshot import latest_snapshot
 from recomatrix.types import EVENT_TYPES, Event
 
@@ -67,14 +68,6 @@ class Tier:
                          for log in sorted(self.home.glob("*.log")))  # fmt: skip
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _stop(process: subprocess.Popen[bytes], sig: int) -> None:
     if process.poll() is None:
         process.send_signal(sig)
@@ -100,7 +93,7 @@ def tier(redis_url: str, tmp_path: Path) -> Iterator[Tier]:
     tiny = {"DATA__N_EVENTS": "3000", "TRAINING__TWO_TOWER_EPOCHS": "1",
             "TRAINING__RANKER_EPOCHS": "1"}  # fmt: skip
     env = {**os.environ, **{f"RECOMATRIX_{name}": value for name, value in tiny.items()}}
-    port = _free_port()
+    port = free_port()
     tier = Tier(f"http://127.0.0.1:{port}", redis_url, tmp_path, env)
     tier.serve = subprocess.Popen(
         [RECOMATRIX, "serve", "--backend", "redis", "--redis-url", redis_url, "--workers", "2",

@@ -19,6 +19,7 @@ import pytest
 import redis
 
 from recomatrix.events.redis import RedisStreamsBus
+from recomatrix.loopback import free_port
 from recomatrix.tier.snapshot import latest_snapshot
 
 RECOMATRIX = str(Path(sys.executable).with_name("recomatrix"))
@@ -39,14 +40,6 @@ class Tier:
                          for name in ("serve", "worker"))  # fmt: skip
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _stop(process: subprocess.Popen[bytes], sig: int) -> int:
     if process.poll() is None:
         process.send_signal(sig)
@@ -64,7 +57,7 @@ def tier(redis_server: int, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     client.flushall()  # this module's tests share the state they build up
     client.close()
     redis_url = f"redis://127.0.0.1:{redis_server}/0"
-    home, port = tmp_path_factory.mktemp("tier-home"), _free_port()
+    home, port = tmp_path_factory.mktemp("tier-home"), free_port()
     tiny = {"DATA__N_EVENTS": "3000", "TRAINING__TWO_TOWER_EPOCHS": "1",
             "TRAINING__RANKER_EPOCHS": "1"}  # fmt: skip
     env = {**os.environ, **{f"RECOMATRIX_{name}": value for name, value in tiny.items()}}

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -23,12 +22,7 @@ from typing import Any
 
 from recomatrix.bench.common import percentiles
 from recomatrix.engine import Engine
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from recomatrix.loopback import free_port
 
 
 @contextlib.contextmanager
