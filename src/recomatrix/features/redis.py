@@ -35,6 +35,7 @@ from redis.retry import Retry
 from recomatrix.backends import split_url_options
 from recomatrix.features.base import ItemCount
 from recomatrix.features.codec import ITEM_COUNT_LUA, decode_item, decode_user, encode_user
+from recomatrix.features.resp import PackedConnection
 from recomatrix.features.state import ENGAGED, ItemState, UserState
 from recomatrix.features.windows import FIELD_INDEX, FIELDS, WINDOWS
 from recomatrix.types import ItemId, UserId
@@ -316,12 +317,14 @@ def connect(url: str, *, socket_timeout_s: float = 2.0) -> redis.Redis | redis.R
     server leaves the pool's sockets dead) instead of redis-py's retries with backoff, which
     hold a call for seconds. A cluster keeps redis-py's retries: they ride out a failover.
     """
-    timeouts = {"socket_connect_timeout": 1.0, "socket_timeout": socket_timeout_s}
+    options: dict[str, Any] = {"socket_connect_timeout": 1.0, "socket_timeout": socket_timeout_s}
+    if url.startswith(("redis://", "redis+cluster://")):  # plain TCP (not rediss://, unix://)
+        options["connection_class"] = PackedConnection
     if url.startswith("redis+cluster://"):
         base = "redis://" + url.removeprefix("redis+cluster://")
-        return redis.RedisCluster.from_url(base, **timeouts)
+        return redis.RedisCluster.from_url(base, **options)
     retry = Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,))
-    return redis.Redis.from_url(url, retry=retry, **timeouts)
+    return redis.Redis.from_url(url, retry=retry, **options)
 
 
 def _summed(counts: Sequence[ItemCount]) -> list[Any]:
