@@ -260,3 +260,23 @@ def test_graph_index_compacts_into_a_serving_graph_in_small_chunks() -> None:
     index.add(np.arange(1000, 1020), vectors(20))
     assert holds == [8, 8, 4]
     assert len(index) == 1020
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_items_added_one_by_one_are_folded_into_the_graph_and_stay_found(kind: str) -> None:
+    """The POST /v1/items pattern: the delta passes compact_at, a background thread folds
+    it into the main graph, and every new item is found by its own vector throughout."""
+    main = empty_main(kind)
+    main.add(np.arange(1000), vectors(1000))
+    tiered = TieredIndex(main=main, compact_at=50)
+    new = vectors(130)
+    for i, vector in enumerate(new):
+        tiered.add(np.array([5000 + i]), vector[None, :])
+        assert tiered.search(vector, 1).keys[0, 0] == 5000 + i
+    compaction = tiered._compaction
+    assert compaction is not None
+    compaction.join(timeout=10)
+    tiered.compact()  # what is left in the delta
+    assert len(tiered.delta) == 0 and len(main) == 1130
+    found = [tiered.search(v, 1).keys[0, 0] for v in new]
+    assert found == list(range(5000, 5130))
