@@ -27,7 +27,7 @@ from recomatrix.features.offline import ParquetLog
 from recomatrix.ranking import OnnxScorer
 from recomatrix.ranking.features import FEATURE_NAMES
 from recomatrix.ranking.train import train_ranker
-from recomatrix.retrieval import Catalogue, ExactIndex, TieredIndex, main_index
+from recomatrix.retrieval import Catalogue, ExactIndex, TieredIndex, main_index_of
 from recomatrix.stream.processor import StreamProcessor
 from recomatrix.training.ranker_data import replay_with_rows
 from recomatrix.training.registry import new_version_dir, write_metadata
@@ -207,14 +207,7 @@ def _build_indexes(
     retrieval = settings.retrieval
     catalogue = Catalogue(ndim=retrieval.dim, capacity=len(items) + 1024)
     keys = catalogue.put(items, vectors)
-    main = main_index(
-        retrieval.main_index,
-        ndim=retrieval.dim,
-        connectivity=retrieval.hnsw_connectivity,
-        expansion_search=retrieval.hnsw_expansion_search,
-        dtype=retrieval.hnsw_dtype,
-        threads=retrieval.hnsw_build_threads,
-    )
+    main = main_index_of(retrieval)
     main.add(keys, vectors)
     fresh = ExactIndex(ndim=retrieval.dim, capacity=retrieval.fresh_pool)
     newest = np.argsort([item.created_at for item in items])[-retrieval.fresh_pool :]

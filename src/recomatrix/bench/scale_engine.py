@@ -13,7 +13,6 @@ production API process would not, so its memory is what serving costs.
 
 from __future__ import annotations
 
-import functools
 import subprocess
 import sys
 import time
@@ -32,7 +31,7 @@ from recomatrix.events import open_bus
 from recomatrix.features import MemoryOnlineStore, UserProfiles
 from recomatrix.ranking import OnnxScorer
 from recomatrix.ranking.features import FEATURE_NAMES
-from recomatrix.retrieval import Catalogue, ExactIndex, TieredIndex, main_index, normalise
+from recomatrix.retrieval import Catalogue, ExactIndex, TieredIndex, main_index_of, normalise
 from recomatrix.retrieval.main_index import FILE_SUFFIX
 from recomatrix.types import Item
 
@@ -126,20 +125,11 @@ def build_scale_engine(
     mark = time.perf_counter()
     retrieval = settings.retrieval
     cached = None if index_cache is None else cached_index_path(world, settings, index_cache)
-    hnsw = functools.partial(
-        main_index,
-        retrieval.main_index,
-        ndim=dim,
-        connectivity=retrieval.hnsw_connectivity,
-        expansion_search=retrieval.hnsw_expansion_search,
-        dtype=retrieval.hnsw_dtype,
-        threads=index_threads,
-    )
     if cached is not None and cached.exists():
-        main = hnsw(path=cached)
+        main = main_index_of(retrieval, threads=index_threads, path=cached)
         seconds["index_loaded"] = time.perf_counter() - mark
     else:
-        main = hnsw()
+        main = main_index_of(retrieval, threads=index_threads)
         main.add(keys, world.item_vectors)
         seconds["index"] = time.perf_counter() - mark
         if cached is not None:

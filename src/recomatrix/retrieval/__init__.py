@@ -4,7 +4,7 @@ from recomatrix.retrieval.base import MainIndex, Neighbours, VectorIndex
 from recomatrix.retrieval.catalog import Catalogue, ItemColumns
 from recomatrix.retrieval.graph import GraphIndex
 from recomatrix.retrieval.index import ExactIndex, HnswIndex, normalise
-from recomatrix.retrieval.main_index import main_index
+from recomatrix.retrieval.main_index import main_index, main_index_of
 from recomatrix.retrieval.sources import CandidateSources, SourceSizes
 from recomatrix.retrieval.tiered import TieredIndex
 
@@ -21,5 +21,6 @@ __all__ = [
     "TieredIndex",
     "VectorIndex",
     "main_index",
+    "main_index_of",
     "normalise",
 ]

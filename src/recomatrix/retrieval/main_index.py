@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from recomatrix.retrieval.base import MainIndex
 from recomatrix.retrieval.graph import GraphIndex
 from recomatrix.retrieval.index import HnswIndex
+
+if TYPE_CHECKING:  # config imports this module; settings are only passed in
+    from recomatrix.config import RetrievalSettings
 
 MAIN_INDEXES: dict[str, Callable[..., MainIndex]] = {
     "hnswlib": GraphIndex,  # fastest search (the embedded tier's default)
@@ -33,3 +36,23 @@ def main_index(
     return MAIN_INDEXES[kind](ndim=ndim, connectivity=connectivity,
                               expansion_search=expansion_search, threads=threads, path=path,
                               **options)  # fmt: skip
+
+
+def main_index_of(
+    retrieval: RetrievalSettings,
+    *,
+    kind: str | None = None,
+    threads: int | None = None,
+    path: Path | None = None,
+) -> MainIndex:
+    """The main index `retrieval` describes (kind, graph degree, ef, vector precision,
+    build threads); `kind` and `threads` override the settings' own."""
+    return main_index(
+        kind or retrieval.main_index,
+        ndim=retrieval.dim,
+        connectivity=retrieval.hnsw_connectivity,
+        expansion_search=retrieval.hnsw_expansion_search,
+        dtype=retrieval.hnsw_dtype,
+        threads=retrieval.hnsw_build_threads if threads is None else threads,
+        path=path,
+    )

@@ -24,7 +24,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from recomatrix.config import RetrievalSettings
-from recomatrix.retrieval import Catalogue, ExactIndex, HnswIndex, ItemColumns, MainIndex
+from recomatrix.retrieval import (
+    Catalogue,
+    ExactIndex,
+    HnswIndex,
+    ItemColumns,
+    MainIndex,
+    main_index_of,
+)
 from recomatrix.tier.mapped import MappedHnswIndex
 from recomatrix.types import Item, ItemId
 
@@ -162,8 +169,11 @@ def save_snapshot(
                                for name in ITEM_SCHEMA.names if name != "key"}  # fmt: skip
     columns["key"] = [catalogue.key(item.item_id) for item in items]
     pq.write_table(pa.table(columns, schema=ITEM_SCHEMA), folder / "items.parquet")
-    np.save(folder / "vectors.npy", catalogue.matrix())
-    _mappable(engine, items).save(folder / "main.usearch")
+    matrix = catalogue.matrix()
+    np.save(folder / "vectors.npy", matrix)
+    _mappable(engine, np.array(columns["key"], dtype=np.int64), matrix).save(
+        folder / "main.usearch"
+    )
     manifest = Manifest(
         format=FORMAT, version=version_dir.name, created_ns=time.time_ns(), items=len(items),
         dim=catalogue.ndim, encoder=encoder, genres=list(genres),
@@ -175,20 +185,15 @@ def save_snapshot(
     return Snapshot(folder, manifest)
 
 
-def _mappable(engine: Engine, items: list[Item]) -> MainIndex:
+def _mappable(engine: Engine, keys: np.ndarray, matrix: np.ndarray) -> MainIndex:
     """The engine's main index if API processes can memory-map its file (usearch), else a
-    usearch copy built from the catalogue (`serve --backend redis` bootstraps with usearch,
-    so this copy is only made for an engine built for the embedded tier)."""
+    usearch copy of the live `keys` (rows of the catalogue's `matrix`); `serve --backend
+    redis` bootstraps with usearch, so the copy is only made for an embedded-tier engine."""
     main = engine.index.main
     if isinstance(main, HnswIndex):
         return main
-    retrieval = engine.settings.retrieval
-    copy = HnswIndex(ndim=engine.catalogue.ndim, connectivity=retrieval.hnsw_connectivity,
-                     expansion_search=retrieval.hnsw_expansion_search,
-                     dtype=retrieval.hnsw_dtype, threads=retrieval.hnsw_build_threads)  # fmt: skip
-    ids = [item.item_id for item in items]
-    keys = np.array([engine.catalogue.key(i) for i in ids], dtype=np.int64)
-    copy.add(keys, engine.catalogue.vectors(ids))
+    copy = main_index_of(engine.settings.retrieval, kind="usearch")
+    copy.add(keys, matrix[keys])
     return copy
 
 
