@@ -173,3 +173,41 @@ def test_a_consumer_taking_over_a_dead_ones_partitions_gets_its_unacked_events_f
     assert sorted(d.event.event_id for d in rest) == sorted(e.event_id for e in events[8:])
     survivor.ack("stream", [d.message_id for d in rest])
     assert survivor.lag("stream") == 0
+
+
+def test_a_worker_that_gets_a_partition_back_does_not_reuse_the_states_it_cached(
+    redis_url: str,
+) -> None:
+    """Worker A keeps the states it wrote; while its lease lapsed, B wrote the same user. When
+    A holds the partition again, it must read the user back, not count on its old copy."""
+
+    def consumer(name: str) -> StreamProcessor:
+        return StreamProcessor(
+            bus=RedisStreamsBus.from_url(redis_url + "?partitions=1&lease_s=0.3"),
+            store=RedisOnlineStore.from_url(redis_url),
+            item_vector=ITEM_VECTORS.get,
+            consumer=name,
+        )
+
+    a, b = consumer("a"), consumer("b")
+    publisher = RedisStreamsBus.from_url(redis_url + "?partitions=1")
+    clicks = [Event(f"c{k}", "u1", "i1", "click", T0 + k) for k in range(3)]
+    for event, processor in zip(clicks, (a, b, a), strict=True):
+        publisher.publish([event])
+        time.sleep(0.4)  # the other consumer's lease lapses
+        assert processor.run_once(block_s=0.5) == 1
+    (user,) = RedisOnlineStore.from_url(redis_url).get_users(["u1"])
+    assert user is not None and user.windows.get("1h", now=T0 + 3)["click"] == 3.0
+    assert user.history == ["i1", "i1", "i1"]
+    assert a.users is not None and a.users.hits == 0  # its copy of u1 was dropped, not used
+
+
+def test_a_worker_reuses_the_states_it_wrote_while_it_holds_the_partition(redis_url: str) -> None:
+    processor = worker(redis_url, "w1")
+    publisher = RedisStreamsBus.from_url(redis_url)
+    for k in range(3):
+        publisher.publish([Event(f"k{k}", "u1", "i1", "click", T0 + k)])
+        assert processor.run_once(block_s=0.5) == 1
+    assert processor.users is not None and processor.users.hits == 2
+    (user,) = RedisOnlineStore.from_url(redis_url).get_users(["u1"])
+    assert user is not None and user.windows.get("1h", now=T0 + 3)["click"] == 3.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from recomatrix.types import Event
 
@@ -40,4 +40,15 @@ class EventBus(Protocol):
 
     def lag(self, group: str) -> int:
         """Events published but not yet acknowledged by `group`."""
+        ...
+
+
+@runtime_checkable
+class OwnsPartitions(Protocol):
+    """A bus that hands each user's events to one consumer of a group at a time (a lease on
+    the user's partition), so that consumer is the only writer of the user's state."""
+
+    def ownership_epoch(self, group: str, consumer: str) -> int:
+        """A number that changes whenever `consumer` acquires a partition (at its first
+        `consume`, or taking one over): what it cached about users before may be stale."""
         ...

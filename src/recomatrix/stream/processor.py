@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from recomatrix.degrade import FailureLog
-from recomatrix.events.base import Delivery, EventBus
+from recomatrix.events.base import Delivery, EventBus, OwnsPartitions
 from recomatrix.features.base import ItemCount, OnlineStore
 from recomatrix.features.state import (
     ENGAGED,
@@ -29,6 +29,7 @@ from recomatrix.features.state import (
     trending_score,
 )
 from recomatrix.features.windows import WINDOWS, WindowCounts
+from recomatrix.stream.user_cache import UserCache
 from recomatrix.types import ENGAGEMENT_WEIGHT, WATCHED_TYPES, Event, ItemId, UserId
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,10 @@ class StreamSettings:
     trending_refresh_s: float = 5.0  # how often cooling items are re-scored at wall time
     trending_interval_s: float = 1.0  # the consuming loop re-scores touched items this often
     batch_events: int = 10_000  # most events the consuming loop takes from the bus at once
+    # User states a worker keeps decoded between batches, on a bus that gives each user's
+    # events to one consumer at a time (`OwnsPartitions`; 0 = always read the store).
+    cached_users: int = 20_000
+    cached_user_age_s: float = 60.0  # read from the store again after this long
 
 
 class StreamProcessor:
@@ -75,6 +80,11 @@ class StreamProcessor:
         self._touched: set[ItemId] = set()
         self._touched_ts = 0.0
         self._rescored = -math.inf  # time.monotonic() of the last re-score
+        self.users: UserCache | None = None  # only the owner of a user's partition may cache
+        if isinstance(bus, OwnsPartitions) and settings.cached_users > 0:
+            self.users = UserCache(
+                max_users=settings.cached_users, max_age_s=settings.cached_user_age_s
+            )
 
     def apply(self, events: Sequence[Event], *, copy_on_write: bool = True) -> int:
         """Apply events not applied before and re-score their items; returns how many were new.
@@ -94,8 +104,12 @@ class StreamProcessor:
             self.refresh_trending(sorted({e.item_id for e in fresh}), now=fresh[-1].ts)
         return len(fresh)
 
-    def _apply(self, events: Sequence[Event], copy_on_write: bool) -> list[Event]:
-        """`apply` without the trending re-score; returns the fresh events, oldest first."""
+    def _apply(
+        self, events: Sequence[Event], copy_on_write: bool, *, consumed: bool = False
+    ) -> list[Event]:
+        """`apply` without the trending re-score; returns the fresh events, oldest first.
+        `consumed`: the events came from this processor's own `consume`, so their users are
+        in partitions it holds and their states may come from and go to `self.users`."""
         unique = list({e.event_id: e for e in events}.values())
         seen = self.store.seen_events([e.event_id for e in unique])
         fresh = [e for e, old in zip(unique, seen, strict=True) if not old]
@@ -105,13 +119,15 @@ class StreamProcessor:
         by_user: dict[UserId, list[Event]] = defaultdict(list)
         for event in fresh:
             by_user[event.user_id].append(event)
-        users = self._load_users(sorted(by_user), copy_on_write)
+        users = self._load_users(sorted(by_user), copy_on_write, cached=consumed)
         for user_id, user_events in by_user.items():
             _update_user(users[user_id], user_events, self.settings, self.item_vector)
         if self.offline_sink is not None:  # before the commit: a crash repeats, never loses
             self.offline_sink(fresh)
         self.store.add_item_counts([c for e in fresh for c in _item_counts(e)])
         self.store.put_users(list(users.values()), applied_events=[e.event_id for e in fresh])
+        if self.users is not None and consumed:
+            self.users.put(users.values())
         self.applied += len(fresh)
         for callback in self.on_applied:
             callback(fresh)
@@ -144,10 +160,15 @@ class StreamProcessor:
             deliveries = self.bus.consume(
                 self.group, self.consumer, max_events=batch, block_s=block_s
             )
+        if self.users is not None:
+            assert isinstance(self.bus, OwnsPartitions)  # how self.users came to be
+            self.users.follow(self.bus.ownership_epoch(self.group, self.consumer))
         fresh: list[Event] = []
         if deliveries:
             try:
-                fresh = self._apply([d.event for d in deliveries], copy_on_write=True)
+                fresh = self._apply(
+                    [d.event for d in deliveries], copy_on_write=True, consumed=True
+                )
             except Exception:
                 self._retry = deliveries  # still pending on the bus; applying again is a no-op
                 raise
@@ -199,12 +220,26 @@ class StreamProcessor:
                 failures.failed(err)
                 self._stop.wait(0.5)
 
-    def _load_users(self, user_ids: Sequence[UserId], copy: bool) -> dict[UserId, UserState]:
+    def _load_users(
+        self, user_ids: Sequence[UserId], copy: bool, *, cached: bool
+    ) -> dict[UserId, UserState]:
+        """The users' states to update: with `cached`, this worker's own cached ones (taken
+        out of the cache until stored again, so a failed batch leaves none half-applied
+        there), the others read from the store. Without it, their cached states are dropped:
+        the store gets newer ones."""
+        found: dict[UserId, UserState] = {}
+        if self.users is not None:
+            found, missing = self.users.take(user_ids)
+            if cached:
+                user_ids = missing
+            else:
+                found = {}
         states = self.store.get_users(user_ids)
-        return {
+        loaded = {
             u: (UserState(u) if s is None else s.copy() if copy else s)
             for u, s in zip(user_ids, states, strict=True)
         }
+        return {**found, **loaded}
 
 
 def _trending_score_of(state: ItemState | None, now: float) -> float:

@@ -1,0 +1,70 @@
+"""The user states a stream worker owns, kept decoded between batches.
+
+On a partitioned bus (`OwnsPartitions`) each user's events go to one consumer at a time, and
+that consumer is the only writer of the user's state. It can keep the states it wrote and
+skip reading them back (an MGET and a msgpack decode per user and batch, the largest share
+of a worker's cost in `bench/tier_apply.py`). The cache is only valid while no other
+consumer may have written those users, so it is emptied whenever the bus reports that the
+consumer took a partition over (`ownership_epoch` changed), and whenever applying a batch
+failed (the store may or may not hold what the cached states already include). Entries
+also age out after `max_age_s`, which bounds how long a state written by anyone else (an
+operator, a restore) can go unseen, and how long a user expired by its TTL can come back.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+
+from recomatrix.features.state import UserState
+from recomatrix.types import UserId
+
+
+class UserCache:
+    """Least recently written user states, at most `max_users`, none older than `max_age_s`."""
+
+    def __init__(
+        self, *, max_users: int, max_age_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.max_users, self.max_age_s, self._clock = max_users, max_age_s, clock
+        self._states: OrderedDict[UserId, tuple[UserState, float]] = OrderedDict()
+        self.epoch: int | None = None  # the bus's ownership epoch the states belong to
+        self.hits = self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def follow(self, epoch: int) -> None:
+        """Drop everything if ownership changed since the states were cached."""
+        if epoch != self.epoch:
+            self._states.clear()
+            self.epoch = epoch
+
+    def take(self, user_ids: Sequence[UserId]) -> tuple[dict[UserId, UserState], list[UserId]]:
+        """The cached states of `user_ids` (removed: the caller mutates them and `put`s them
+        back once stored), and the ids it must read from the store."""
+        found: dict[UserId, UserState] = {}
+        missing: list[UserId] = []
+        horizon = self._clock() - self.max_age_s
+        for user_id in user_ids:
+            entry = self._states.pop(user_id, None)
+            if entry is not None and entry[1] >= horizon:
+                found[user_id] = entry[0]
+            else:
+                missing.append(user_id)
+        self.hits += len(found)
+        self.misses += len(missing)
+        return found, missing
+
+    def put(self, states: Iterable[UserState]) -> None:
+        """Keep states just written to the store (the newest last: evicted last)."""
+        now = self._clock()
+        for state in states:
+            self._states.pop(state.user_id, None)
+            self._states[state.user_id] = (state, now)
+        while len(self._states) > self.max_users:
+            self._states.popitem(last=False)
+
+    def clear(self) -> None:
+        self._states.clear()

@@ -1,0 +1,52 @@
+"""The stream worker's cache of the user states it owns."""
+
+from __future__ import annotations
+
+from recomatrix.features.state import UserState
+from recomatrix.stream.user_cache import UserCache
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_state_is_taken_out_until_put_back() -> None:
+    cache = UserCache(max_users=10, max_age_s=60)
+    cache.put([UserState("u1"), UserState("u2")])
+    found, missing = cache.take(["u1", "u3"])
+    assert list(found) == ["u1"] and missing == ["u3"]
+    assert cache.take(["u1"]) == ({}, ["u1"])  # a failed batch never returns it half-applied
+    assert (cache.hits, cache.misses) == (1, 2)
+
+
+def test_states_older_than_the_age_limit_are_read_again() -> None:
+    clock = Clock()
+    cache = UserCache(max_users=10, max_age_s=60, clock=clock)
+    cache.put([UserState("u1"), UserState("u2")])
+    clock.now = 30.0
+    cache.put([UserState("u2")])
+    clock.now = 61.0
+    found, missing = cache.take(["u1", "u2"])
+    assert list(found) == ["u2"] and missing == ["u1"]
+
+
+def test_the_least_recently_written_states_go_first() -> None:
+    cache = UserCache(max_users=2, max_age_s=60)
+    cache.put([UserState("u1"), UserState("u2")])
+    cache.put([UserState("u1"), UserState("u3")])
+    assert len(cache) == 2
+    assert cache.take(["u1", "u2", "u3"])[1] == ["u2"]
+
+
+def test_a_change_of_ownership_empties_it() -> None:
+    cache = UserCache(max_users=10, max_age_s=60)
+    cache.follow(1)
+    cache.put([UserState("u1")])
+    cache.follow(1)
+    assert len(cache) == 1
+    cache.follow(2)
+    assert len(cache) == 0
