@@ -195,6 +195,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--workers-only", action="store_true",
                         help="only the stream workers: apply capacity and visibility")  # fmt: skip
+    parser.add_argument("--out", type=Path, help="default: bench/results/tier-<date>.json")
     args = parser.parse_args()
     world_args = ["--items", str(args.items), "--users", str(args.users), "--encoder",
                   args.encoder]  # fmt: skip
@@ -226,7 +227,7 @@ def main() -> None:
                 result["recommendations_embedded"] = embedded_latency(
                     folder, env, world_args, users, requests=args.requests
                 )
-    out = HERE / "results" / f"tier-{datetime.date.today().isoformat()}.json"
+    out = args.out or HERE / "results" / f"tier-{datetime.date.today().isoformat()}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     print(f"wrote {out}")

@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TypeVar
 
 from recomatrix.features.base import ItemCount, OnlineStore
@@ -224,8 +224,14 @@ class DegradableReads:
     def seen_events(self, event_ids: Sequence[str]) -> list[bool]:
         return self.store.seen_events(event_ids)
 
-    def put_users(self, states: Sequence[UserState], *, applied_events: Sequence[str] = ()) -> None:
-        self.store.put_users(states, applied_events=applied_events)
+    def put_users(
+        self,
+        states: Sequence[UserState],
+        *,
+        applied_events: Sequence[str] = (),
+        changed: Mapping[UserId, Collection[str]] | None = None,
+    ) -> None:
+        self.store.put_users(states, applied_events=applied_events, changed=changed)
 
     def add_item_counts(self, counts: Sequence[ItemCount]) -> None:
         self.store.add_item_counts(counts)

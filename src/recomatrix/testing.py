@@ -31,6 +31,7 @@ def check_online_store(store: OnlineStore, *, idle_ttl_s: float | None = None) -
     checks: list[Callable[[OnlineStore], None]] = [
         check_unknown_ids_are_none,
         check_users_round_trip_in_one_batch,
+        check_a_write_of_changed_fields_keeps_the_others,
         check_applied_events_are_remembered,
         check_readers_keep_their_snapshot,
         check_item_counts_equal_a_recount,
@@ -81,6 +82,25 @@ def check_users_round_trip_in_one_batch(store: OnlineStore) -> None:
     for want, have in ((states[2], got[0]), (states[0], got[2])):
         assert have is not None, f"user {want.user_id} was not stored"
         _assert_same_user(want, have)
+
+
+def check_a_write_of_changed_fields_keeps_the_others(store: OnlineStore) -> None:
+    """`put_users(changed=...)`: the named fields are stored, the others stay as stored, a
+    user with nothing changed keeps its state, and a user not named is written whole."""
+    tag = _tag()
+    first, second, third = (_user(f"{tag}-u{i}", seed=i) for i in range(3))
+    store.put_users([first, second])
+    first, second = (s for s in store.get_users([first.user_id, second.user_id]) if s)
+    first.history = [*first.history, "h2"]
+    first.windows.add("click", ts=T0 + 600.0)
+    first.last_ts = T0 + 600.0
+    changed = {first.user_id: {"history", "windows", "last_ts"}, second.user_id: set()}
+    store.put_users([first, second, third], applied_events=[f"{tag}-e"], changed=changed)
+    got = store.get_users([first.user_id, second.user_id, third.user_id])
+    for want, have in zip((first, second, third), got, strict=True):
+        assert have is not None, f"user {want.user_id} was lost"
+        _assert_same_user(want, have)
+    assert store.seen_events([f"{tag}-e"]) == [True]
 
 
 def check_applied_events_are_remembered(store: OnlineStore) -> None:

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import numpy as np
 import pytest
 import redis
 
+from recomatrix.events.memory import MemoryEventBus
 from recomatrix.events.redis import RedisStreamsBus
+from recomatrix.features.memory import MemoryOnlineStore
 from recomatrix.features.redis import RedisOnlineStore
 from recomatrix.features.state import ENGAGED, UserState
 from recomatrix.features.windows import WINDOWS, Window
-from recomatrix.stream import StreamProcessor
-from recomatrix.types import EVENT_TYPES, Event
+from recomatrix.stream import StreamProcessor, StreamSettings
+from recomatrix.types import EVENT_TYPES, Event, UserId
 
 T0 = 1_700_000_000.0
 
@@ -109,11 +111,17 @@ class CrashingStore(RedisOnlineStore):
 
     crashed = False
 
-    def put_users(self, states: Sequence[UserState], *, applied_events: Sequence[str] = ()) -> None:
+    def put_users(
+        self,
+        states: Sequence[UserState],
+        *,
+        applied_events: Sequence[str] = (),
+        changed: Mapping[UserId, Collection[str]] | None = None,
+    ) -> None:
         if not self.crashed and applied_events:
             self.crashed = True
             raise ConnectionError("worker died between the item and the user write")
-        super().put_users(states, applied_events=applied_events)
+        super().put_users(states, applied_events=applied_events, changed=changed)
 
 
 def test_a_batch_retried_after_a_crash_between_writes_is_counted_once(redis_url: str) -> None:
@@ -211,3 +219,32 @@ def test_a_worker_reuses_the_states_it_wrote_while_it_holds_the_partition(redis_
     assert processor.users is not None and processor.users.hits == 2
     (user,) = RedisOnlineStore.from_url(redis_url).get_users(["u1"])
     assert user is not None and user.windows.get("1h", now=T0 + 3)["click"] == 3.0
+
+
+def test_user_states_written_field_by_field_equal_the_embedded_tiers(redis_url: str) -> None:
+    """The Redis tier writes only the fields a batch changed; after the same events, every
+    user reads back as the in-memory store's copy of it, field for field."""
+    events = synthetic_events(3000, users=20, items=50, seed=11)
+    uncached = StreamSettings(cached_users=0)  # every batch reads back what was written
+    embedded = StreamProcessor(bus=MemoryEventBus(), store=MemoryOnlineStore(),
+                               item_vector=ITEM_VECTORS.get)  # fmt: skip
+    tier = StreamProcessor(bus=RedisStreamsBus.from_url(redis_url),
+                           store=RedisOnlineStore.from_url(redis_url),
+                           item_vector=ITEM_VECTORS.get, settings=uncached)  # fmt: skip
+    for processor in (embedded, tier):
+        for start in range(0, len(events), 37):  # small batches: a user changes a little
+            processor.bus.publish(events[start : start + 37])
+            while processor.run_once(block_s=0.2):
+                pass
+        assert processor.applied == len(events)
+    users = sorted({e.user_id for e in events})
+    now = events[-1].ts
+    for want, have in zip(embedded.store.get_users(users), tier.store.get_users(users),
+                          strict=True):  # fmt: skip
+        assert want is not None and have is not None
+        assert have.windows.all(now=now) == want.windows.all(now=now)
+        assert np.array_equal(have.session.at(now, half_life_s=600.0),
+                              want.session.at(now, half_life_s=600.0))  # fmt: skip
+        assert (have.recent_items, have.watched, have.skipped, have.history, have.last_ts) == (
+            want.recent_items, want.watched, want.skipped, want.history, want.last_ts,
+        )  # fmt: skip

@@ -10,7 +10,7 @@ trained models and the catalogue, so both can recommend items published after th
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence, Set
+from collections.abc import Collection, Mapping, Sequence, Set
 from dataclasses import dataclass
 
 from recomatrix.bootstrap import BuildReport, Progress, build_engine
@@ -67,7 +67,13 @@ class SnapshotStore:
     def top_trending(self, k: int) -> list[tuple[ItemId, float]]:
         return self._trending[:k]
 
-    def put_users(self, states: Sequence[UserState], *, applied_events: Sequence[str] = ()) -> None:
+    def put_users(
+        self,
+        states: Sequence[UserState],
+        *,
+        applied_events: Sequence[str] = (),
+        changed: Mapping[UserId, Collection[str]] | None = None,
+    ) -> None:
         raise TypeError("SnapshotStore is read-only: a frozen engine applies no events")
 
     def add_item_counts(self, counts: Sequence[ItemCount]) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import NamedTuple, Protocol
 
 from recomatrix.features.state import ItemState, UserState
@@ -40,8 +40,17 @@ class OnlineStore(Protocol):
         """The state of each user, None for a user the store has never seen (or forgot)."""
         ...
 
-    def put_users(self, states: Sequence[UserState], *, applied_events: Sequence[str] = ()) -> None:
-        """Store user states and record `applied_events` as applied, in one atomic write."""
+    def put_users(
+        self,
+        states: Sequence[UserState],
+        *,
+        applied_events: Sequence[str] = (),
+        changed: Mapping[UserId, Collection[str]] | None = None,
+    ) -> None:
+        """Store user states and record `applied_events` as applied, in one atomic write.
+
+        `changed` (user id -> field names) says which fields of a state changed since it was
+        read; a store may write only those. Users it does not name are written whole."""
         ...
 
     def get_items(self, item_ids: Sequence[ItemId]) -> list[ItemState | None]:

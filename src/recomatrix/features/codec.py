@@ -1,4 +1,4 @@
-"""Compact byte layouts of online state: msgpack for users, a packed binary blob for items.
+"""Compact byte layouts of online state: msgpack per user field, a packed binary blob for items.
 
 The item blob is written inside Redis by the Lua script `ITEM_COUNT_LUA` (counters are
 shared by every stream worker, so they change atomically in Redis, never in Python) and
@@ -17,6 +17,8 @@ is a copy, and a user's windows travel inside its msgpack map as those same byte
 from __future__ import annotations
 
 import struct
+import threading
+from collections.abc import Collection, Mapping
 from dataclasses import fields
 from string import Template
 from typing import Any
@@ -27,7 +29,7 @@ import numpy as np
 from recomatrix.features.state import ItemState, SessionVector, UserState
 from recomatrix.features.windows import FIELDS, ROW, WINDOWS, WindowCounts
 from recomatrix.features.windows import HEADER as WINDOWS_HEADER
-from recomatrix.types import ItemId
+from recomatrix.types import ItemId, UserId
 
 # An item blob is its total engagement and last event time, then its packed windows.
 _ITEM_PREFIX = struct.Struct("<dd")
@@ -35,7 +37,8 @@ HEADER = struct.Struct("<dd" + WINDOWS_HEADER.format.lstrip("<"))
 
 # msgpack extension codes for the few non-JSON values a user state holds.
 _EXT_ARRAY, _EXT_WINDOWS, _EXT_SESSION = 1, 2, 3
-_USER_FIELDS = frozenset(f.name for f in fields(UserState))
+# What a stored user holds: every `UserState` field but its id (the key names the user).
+USER_FIELDS = frozenset(f.name for f in fields(UserState)) - {"user_id"}
 
 
 # Adds counts to a few items, each atomically and all or nothing: if any of an item's
@@ -192,28 +195,60 @@ def decode_item(item_id: ItemId, blob: bytes) -> ItemState:
     return ItemState(item_id, windows, total_engaged, last_ts)
 
 
-def encode_user(state: UserState) -> bytes:
-    """A user state as msgpack: a map of field name to value, so new fields stay readable."""
-    values = {name: getattr(state, name) for name in _USER_FIELDS}
-    packed: bytes = msgpack.packb(values, default=_to_ext)
-    return packed
+def encode_user_fields(state: UserState, names: Collection[str] | None = None) -> dict[str, bytes]:
+    """A user state's fields (all of them, or `names`), each as its own msgpack value: the
+    Redis tier stores a user as a hash of these, so a write sends only what changed."""
+    if names is None:
+        names = USER_FIELDS
+    elif not USER_FIELDS.issuperset(names):
+        unknown = sorted(set(names) - USER_FIELDS)
+        raise ValueError(f"unknown user state fields {unknown}; use some of {sorted(USER_FIELDS)}")
+    return {name: _pack(getattr(state, name)) for name in names}
 
 
-def decode_user(blob: bytes) -> UserState:
-    """The inverse of `encode_user`; fields the stored blob lacks take their defaults."""
-    values = msgpack.unpackb(blob, ext_hook=_from_ext, strict_map_key=False)
-    return UserState(**{k: v for k, v in values.items() if k in _USER_FIELDS})
+def decode_user_fields(user_id: UserId, stored: Mapping[bytes, bytes]) -> UserState:
+    """The inverse of `encode_user_fields`; fields not stored take their defaults, and
+    fields this version does not know are ignored."""
+    values = {}
+    for key, blob in stored.items():
+        name = key.decode()
+        if name in USER_FIELDS:
+            values[name] = msgpack.unpackb(blob, ext_hook=_from_ext, strict_map_key=False)
+    return UserState(user_id, **values)
+
+
+class _Packers(threading.local):
+    """Idle msgpack packers of this thread. `msgpack.packb` makes a new Packer, which
+    allocates a 256 KB buffer: for a user's small fields that was most of the encoding."""
+
+    def __init__(self) -> None:
+        self.idle: list[Any] = []
+
+
+_PACKERS = _Packers()
+
+
+def _pack(value: Any) -> bytes:
+    """msgpack with our extension types, on an idle packer of this thread (packing an
+    extension type's payload nests: that takes another one)."""
+    idle = _PACKERS.idle
+    packer = idle.pop() if idle else msgpack.Packer(default=_to_ext)
+    try:
+        packed: bytes = packer.pack(value)  # a failed pack leaves the packer empty
+        return packed
+    finally:
+        idle.append(packer)
 
 
 def _to_ext(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         payload = [value.dtype.str, list(value.shape), value.tobytes()]
-        return msgpack.ExtType(_EXT_ARRAY, msgpack.packb(payload))
+        return msgpack.ExtType(_EXT_ARRAY, _pack(payload))
     if isinstance(value, WindowCounts):
         return msgpack.ExtType(_EXT_WINDOWS, value.to_bytes())
     if isinstance(value, SessionVector):
         payload = [value.vector, value.ts]
-        return msgpack.ExtType(_EXT_SESSION, msgpack.packb(payload, default=_to_ext))
+        return msgpack.ExtType(_EXT_SESSION, _pack(payload))
     if isinstance(value, np.generic):
         return value.item()  # msgpack packs the equivalent Python scalar
     raise TypeError(f"cannot store a {type(value).__name__} in the online store")

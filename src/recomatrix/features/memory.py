@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import heapq
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Generic, TypeVar
 
 from recomatrix.features.base import ItemCount
@@ -50,7 +50,13 @@ class MemoryOnlineStore:
             found = [s if s is not None else profiles.get(u) for s, u in pairs]
         return found
 
-    def put_users(self, states: Sequence[UserState], *, applied_events: Sequence[str] = ()) -> None:
+    def put_users(
+        self,
+        states: Sequence[UserState],
+        *,
+        applied_events: Sequence[str] = (),
+        changed: Mapping[UserId, Collection[str]] | None = None,
+    ) -> None:
         with self._lock:
             for state in states:
                 self._users[state.user_id] = state

@@ -2,7 +2,8 @@
 
 Keys (`rx` is the namespace; braces keep an item's keys in one Redis Cluster slot):
 
-    rx:u:{user}                  msgpack user state (`codec.encode_user`), expires when idle
+    rx:user:{user}               hash: user state field -> msgpack value
+                                 (`codec.encode_user_fields`), expires when idle
     rx:e:{shard}:<b>             set of applied event ids (shard: crc32 of the id % 8), put
                                  with the user states that applied them; b: time bucket
     rx:i:{item}                  packed item windows (`codec` layout), changed only by Lua
@@ -15,7 +16,8 @@ instead of one key per event. Item counters are shared by every stream worker, s
 never read-modified-written by Python: `ITEM_COUNT_LUA` adds a batch's counts (summed per
 field and 10 s bucket) inside Redis, atomically per item, unless the item counted one of its
 events already. Users are partitioned across workers by the bus, so their states are put
-whole, together with the applied-event ids, by one script (`PUT_USERS_LUA`).
+together with the applied-event ids by one script (`PUT_USERS_LUA`), and only the fields a
+batch changed: a heavy user's watched and skipped maps are not rewritten for an impression.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import threading
 import time
 import zlib
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, cast
 
 import msgpack  # type: ignore[import-untyped]  # ships no type information
@@ -34,7 +36,12 @@ from redis.retry import Retry
 
 from recomatrix.backends import split_url_options
 from recomatrix.features.base import ItemCount
-from recomatrix.features.codec import ITEM_COUNT_LUA, decode_item, decode_user, encode_user
+from recomatrix.features.codec import (
+    ITEM_COUNT_LUA,
+    decode_item,
+    decode_user_fields,
+    encode_user_fields,
+)
 from recomatrix.features.resp import PackedConnection
 from recomatrix.features.state import ENGAGED, ItemState, UserState
 from recomatrix.features.windows import FIELD_INDEX, FIELDS, WINDOWS
@@ -48,13 +55,19 @@ MARKER_SHARDS = 8  # sets per bucket: spreads the markers over a cluster's nodes
 MARKER_BUCKETS = 2  # buckets per claim TTL: seen_events reads this many sets + 1 per shard
 ITEMS_PER_SCRIPT = 32  # items per counting script: Redis serves other clients in between
 
-# Puts user states and records their batch's applied events, in one atomic script.
+# Puts user state fields and records their batch's applied events, in one atomic script.
 # KEYS: user keys, then marker sets. ARGV: user TTL (ms), number of users n, marker sets'
-# expiry (unix ms), the n user blobs, then per marker set: the number of ids, the ids.
+# expiry (unix ms), then per user: the number of values m, m values (field, value pairs);
+# then per marker set: the number of ids, the ids.
 PUT_USERS_LUA = """
 local n = tonumber(ARGV[2])
-for i = 1, n do redis.call('SET', KEYS[i], ARGV[3 + i], 'PX', ARGV[1]) end
-local a = 4 + n
+local a = 4
+for i = 1, n do
+  local count = tonumber(ARGV[a])
+  redis.call('HSET', KEYS[i], unpack(ARGV, a + 1, a + count))
+  redis.call('PEXPIRE', KEYS[i], ARGV[1])
+  a = a + count + 1
+end
 for k = n + 1, #KEYS do
   local count = tonumber(ARGV[a])
   for s = a + 1, a + count, 2000 do
@@ -131,13 +144,32 @@ class RedisOnlineStore:
     def get_users(self, user_ids: Sequence[UserId]) -> list[UserState | None]:
         if not user_ids:
             return []
-        blobs = self._mget([self._user_key(u) for u in user_ids])
-        return [None if b is None else decode_user(b) for b in blobs]
+        pipe = self.client.pipeline(transaction=False)
+        for user_id in user_ids:
+            pipe.hgetall(self._user_key(user_id))
+        stored = cast(list[dict[bytes, bytes]], pipe.execute())
+        return [
+            decode_user_fields(user_id, fields) if fields else None
+            for user_id, fields in zip(user_ids, stored, strict=True)
+        ]
 
-    def put_users(self, states: Sequence[UserState], *, applied_events: Sequence[str] = ()) -> None:
+    def put_users(
+        self,
+        states: Sequence[UserState],
+        *,
+        applied_events: Sequence[str] = (),
+        changed: Mapping[UserId, Collection[str]] | None = None,
+    ) -> None:
         if not states and not applied_events:
             return
-        users = [(self._user_key(s.user_id), encode_user(s)) for s in states]
+        users = [
+            (
+                self._user_key(s.user_id),
+                encode_user_fields(s, None if changed is None else changed.get(s.user_id)),
+            )
+            for s in states
+        ]
+        users = [(key, fields) for key, fields in users if fields]
         bucket = self._live_buckets()[0]
         expire_at_ms = self._expiry_ms(bucket)
         markers = [(self._marker_key(shard, bucket), ids)
@@ -145,14 +177,18 @@ class RedisOnlineStore:
         if not self._cluster:  # one script: the users and their markers, atomically
             keys = [key for key, _ in users] + [key for key, _ in markers]
             args: list[Any] = [self.user_ttl_ms, len(users), expire_at_ms]
-            args += [blob for _, blob in users]
+            for _, fields in users:
+                args.append(2 * len(fields))
+                for name, value in fields.items():
+                    args += (name, value)
             for _, ids in markers:
                 args += [len(ids), *ids]
             self._put_users_script(keys=keys, args=args)
             return
         pipe = self.client.pipeline(transaction=False)  # keys in many slots
-        for key, blob in users:
-            pipe.set(key, blob, px=self.user_ttl_ms)
+        for key, fields in users:
+            pipe.hset(key, mapping=cast(Mapping[Any, Any], fields))
+            pipe.pexpire(key, self.user_ttl_ms)
         for key, ids in markers:
             pipe.sadd(key, *ids)
             pipe.pexpireat(key, expire_at_ms)
@@ -289,7 +325,7 @@ class RedisOnlineStore:
         return f"{self.namespace}:e:{{{shard}}}:{bucket}"
 
     def _user_key(self, user_id: UserId) -> str:
-        return f"{self.namespace}:u:{{{user_id}}}"
+        return f"{self.namespace}:user:{{{user_id}}}"
 
     def _item_key(self, item_id: ItemId) -> str:
         return f"{self.namespace}:i:{{{item_id}}}"

@@ -120,12 +120,16 @@ class StreamProcessor:
         for event in fresh:
             by_user[event.user_id].append(event)
         users = self._load_users(sorted(by_user), copy_on_write, cached=consumed)
-        for user_id, user_events in by_user.items():
-            _update_user(users[user_id], user_events, self.settings, self.item_vector)
+        changed = {
+            user_id: _update_user(users[user_id], user_events, self.settings, self.item_vector)
+            for user_id, user_events in by_user.items()
+        }
         if self.offline_sink is not None:  # before the commit: a crash repeats, never loses
             self.offline_sink(fresh)
         self.store.add_item_counts([c for e in fresh for c in _item_counts(e)])
-        self.store.put_users(list(users.values()), applied_events=[e.event_id for e in fresh])
+        self.store.put_users(
+            list(users.values()), applied_events=[e.event_id for e in fresh], changed=changed
+        )
         if self.users is not None and consumed:
             self.users.put(users.values())
         self.applied += len(fresh)
@@ -256,11 +260,14 @@ def _event_time(event: Event) -> float:
 
 def _update_user(
     user: UserState, events: Sequence[Event], settings: StreamSettings, item_vector: VectorLookup
-) -> None:
+) -> set[str]:
     """Apply one user's new events, oldest first, batched: one window add per (field, 10 s
-    bucket) and one session-vector update for all the engagement (the same sums)."""
+    bucket) and one session-vector update for all the engagement (the same sums).
+    Returns the names of the state's fields it changed."""
+    changed = {"windows", "last_ts"}
     _count_in_windows(user.windows, events)
-    _engage_session(user.session, events, settings.session_half_life_s, item_vector)
+    if _engage_session(user.session, events, settings.session_half_life_s, item_vector):
+        changed.add("session")
     # Recent items feed the "share of this genre in what you just watched" feature: a
     # skip is the opposite of interest, so it must not make its genre look wanted.
     newest_first: dict[ItemId, None] = {}
@@ -270,6 +277,7 @@ def _update_user(
     if newest_first:
         older = [i for i in user.recent_items if i not in newest_first]
         user.recent_items = [*newest_first, *older][: settings.recent_items]
+        changed.add("recent_items")
     positives = [e.item_id for e in events if e.type in ENGAGED]
     if positives:
         user.history.extend(positives)
@@ -277,13 +285,17 @@ def _update_user(
         # The trained vector no longer covers the history: the engine recomputes it from
         # the history at the next request (as the ranker's training rows do at each event).
         user.long_term = None
+        changed.update(("history", "long_term"))
     watched = [e for e in events if e.type in WATCHED_TYPES]
     if watched:
         user.watched = _remember(user.watched, watched, settings.watched_retention_s)
+        changed.add("watched")
     skipped = [e for e in events if e.type == "skip"]
     if skipped:
         user.skipped = _remember(user.skipped, skipped, settings.skipped_retention_s)
+        changed.add("skipped")
     user.last_ts = max(user.last_ts, events[-1].ts)
+    return changed
 
 
 def _count_in_windows(windows: WindowCounts, events: Sequence[Event]) -> None:
@@ -302,9 +314,10 @@ def _count_in_windows(windows: WindowCounts, events: Sequence[Event]) -> None:
 
 def _engage_session(
     session: SessionVector, events: Sequence[Event], half_life_s: float, item_vector: VectorLookup
-) -> None:
+) -> bool:
     """Add the events' weighted item vectors to the session in one step: each fades from its
-    event time to the newest time seen, as `SessionVector.add` one by one would."""
+    event time to the newest time seen, as `SessionVector.add` one by one would. False when
+    no event engaged with an item that has a vector (the session is unchanged)."""
     times, weights, vectors = [], [], []
     for event in events:
         weight = ENGAGEMENT_WEIGHT.get(event.type, 0.0)
@@ -314,7 +327,7 @@ def _engage_session(
             weights.append(weight)
             vectors.append(vector)
     if not vectors:
-        return
+        return False
     if session.vector is None:
         session.vector, session.ts = np.zeros_like(vectors[0], dtype=np.float32), times[0]
     newest = max(session.ts, times[-1])
@@ -323,6 +336,7 @@ def _engage_session(
     stacked = np.array([session.vector, *vectors], dtype=np.float32)
     session.vector = fades.astype(np.float32) @ stacked
     session.ts = newest
+    return True
 
 
 def _item_counts(event: Event) -> list[ItemCount]:
