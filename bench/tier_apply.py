@@ -42,6 +42,16 @@ def redis_cpu_s(client: redis.Redis) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
+def redis_us_per_event(client: redis.Redis, events: int) -> dict[str, float]:
+    """Redis's own time per command (`INFO commandstats`) per applied event, largest first;
+    a script's time includes the commands it calls, which are also listed on their own."""
+    stats = client.info("commandstats")
+    spent = {name.removeprefix("cmdstat_"): float(row["usec"]) / events
+             for name, row in stats.items()}  # fmt: skip
+    return {name: round(us, 2) for name, us in sorted(spent.items(), key=lambda kv: -kv[1])
+            if us >= 0.05}  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--users", type=int, default=1000)
@@ -69,6 +79,7 @@ def main() -> None:
             for k in range(0, len(events), 1000):
                 bus.publish(events[k : k + 1000])
             profile = cProfile.Profile() if args.profile and prefix == "timed" else None
+            client.config_resetstat()  # commandstats below: the timed apply's commands only
             redis_before, cpu_before = redis_cpu_s(client), time.process_time()
             started, applied = time.perf_counter(), 0
             if profile is not None:
@@ -79,12 +90,14 @@ def main() -> None:
                 profile.disable()
         seconds = time.perf_counter() - started
         worker_s, redis_s = time.process_time() - cpu_before, redis_cpu_s(client) - redis_before
+        commands = redis_us_per_event(client, applied)
         log.close()
     result = {"started_utc": started_utc, "machine": machine(), "events": applied,
               "batch": args.batch, "seconds": round(seconds, 2),
               "events_per_s": round(applied / seconds),
               "worker_cpu_us_per_event": round(worker_s / applied * 1e6, 1),
-              "redis_cpu_us_per_event": round(redis_s / applied * 1e6, 1)}  # fmt: skip
+              "redis_cpu_us_per_event": round(redis_s / applied * 1e6, 1),
+              "redis_command_us_per_event": commands}  # fmt: skip
     print(json.dumps(result))
     if args.out is not None:
         runs = json.loads(args.out.read_text()) if args.out.exists() else []

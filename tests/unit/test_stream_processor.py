@@ -164,3 +164,21 @@ def test_a_new_positive_makes_the_trained_long_term_vector_stale() -> None:
     user = store.get_users(["u1"])[0]
     # The vector no longer covers the history: the engine recomputes it from the history.
     assert user is not None and user.long_term is None and user.history == ["drama-1"]
+
+
+def test_a_heavy_users_watched_map_keeps_the_last_week_and_drops_older_entries() -> None:
+    processor, store, _ = make()
+    hour = 3600.0
+    # 400 items, one completed per hour; item 0 watched again in the last hour.
+    events = [Event(f"c{k}", "u1", f"item-{k}", "complete", k * hour) for k in range(400)]
+    events.append(Event("again", "u1", "item-0", "complete", 400 * hour))
+    for event in events:
+        processor.apply([event])
+    user = store.get_users(["u1"])[0]
+    assert user is not None
+    week = 7 * 24 * hour
+    last_week = {f"item-{k}" for k in range(400) if k * hour >= 400 * hour - week}
+    assert last_week <= set(user.watched)  # the 48 h rule needs these
+    assert len(user.watched) <= 257  # pruned once it outgrew 256 entries
+    assert "item-1" not in user.watched  # ~16 days old
+    assert user.watched["item-0"] == 400 * hour  # watched again: kept, at its latest time

@@ -352,10 +352,23 @@ def _item_counts(event: Event) -> list[ItemCount]:
 def _remember(
     seen: dict[ItemId, float], events: Sequence[Event], retention_s: float
 ) -> dict[ItemId, float]:
-    """`seen` with the events' items at their latest time, pruned of entries past retention."""
+    """`seen` with the events' items at their latest time, past retention pruned.
+
+    A touched item moves to the end, so the map stays in order of last touch (about time
+    order) and pruning only walks the expired entries at its front: a heavy user's
+    hundreds of recent entries are not scanned on every event. An entry touched late with
+    an old time may outlive retention until it reaches the front (kept longer, not lost).
+    """
     for event in events:
-        seen[event.item_id] = max(event.ts, seen.get(event.item_id, 0.0))
+        old = seen.pop(event.item_id, None)
+        seen[event.item_id] = event.ts if old is None else max(event.ts, old)
     if len(seen) > 256:
         horizon = events[-1].ts - retention_s
-        seen = {i: t for i, t in seen.items() if t >= horizon}
+        expired = []
+        for item_id, ts in seen.items():
+            if ts >= horizon:
+                break
+            expired.append(item_id)
+        for item_id in expired:
+            del seen[item_id]
     return seen
