@@ -90,7 +90,7 @@ def check_a_write_of_changed_fields_keeps_the_others(store: OnlineStore) -> None
     tag = _tag()
     first, second, third = (_user(f"{tag}-u{i}", seed=i) for i in range(3))
     store.put_users([first, second])
-    first, second = (s for s in store.get_users([first.user_id, second.user_id]) if s)
+    first, second = (s.copy() for s in store.get_users([first.user_id, second.user_id]) if s)
     first.history = [*first.history, "h2"]
     first.windows.add("click", ts=T0 + 600.0)
     first.last_ts = T0 + 600.0

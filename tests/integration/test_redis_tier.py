@@ -107,9 +107,9 @@ def test_two_workers_count_every_event_exactly_once(
 
 
 class CrashingStore(RedisOnlineStore):
-    """Dies once right after the item counts were written, before the users are."""
+    """Dies once, when told to, right after the item counts were written, before the users."""
 
-    crashed = False
+    crash_next = False
 
     def put_users(
         self,
@@ -118,8 +118,8 @@ class CrashingStore(RedisOnlineStore):
         applied_events: Sequence[str] = (),
         changed: Mapping[UserId, Collection[str]] | None = None,
     ) -> None:
-        if not self.crashed and applied_events:
-            self.crashed = True
+        if self.crash_next and applied_events:
+            self.crash_next = False
             raise ConnectionError("worker died between the item and the user write")
         super().put_users(states, applied_events=applied_events, changed=changed)
 
@@ -128,8 +128,11 @@ def test_a_batch_retried_after_a_crash_between_writes_is_counted_once(redis_url:
     client = redis.Redis.from_url(redis_url)
     bus, store = RedisStreamsBus(client=client), CrashingStore(client=client)
     processor = StreamProcessor(bus=bus, store=store, item_vector=ITEM_VECTORS.get)
-    events = synthetic_events(40, users=3, items=2)
-    bus.publish(events)
+    events = synthetic_events(80, users=3, items=2)
+    bus.publish(events[:40])
+    assert processor.run_once(block_s=0) == 40  # the worker now holds the users' states
+    bus.publish(events[40:])
+    store.crash_next = True
     with pytest.raises(ConnectionError):
         processor.run_once(block_s=0)
     assert bus.lag(processor.group) == 40  # nothing acknowledged
@@ -221,16 +224,20 @@ def test_a_worker_reuses_the_states_it_wrote_while_it_holds_the_partition(redis_
     assert user is not None and user.windows.get("1h", now=T0 + 3)["click"] == 3.0
 
 
-def test_user_states_written_field_by_field_equal_the_embedded_tiers(redis_url: str) -> None:
+@pytest.mark.parametrize("cached_users", [0, 20_000])
+def test_user_states_written_field_by_field_equal_the_embedded_tiers(
+    redis_url: str, cached_users: int
+) -> None:
     """The Redis tier writes only the fields a batch changed; after the same events, every
-    user reads back as the in-memory store's copy of it, field for field."""
+    user reads back as the in-memory store's copy of it, field for field (with the worker's
+    cache of its users, and without it: every batch reads back what was written)."""
     events = synthetic_events(3000, users=20, items=50, seed=11)
-    uncached = StreamSettings(cached_users=0)  # every batch reads back what was written
+    settings = StreamSettings(cached_users=cached_users)
     embedded = StreamProcessor(bus=MemoryEventBus(), store=MemoryOnlineStore(),
                                item_vector=ITEM_VECTORS.get)  # fmt: skip
     tier = StreamProcessor(bus=RedisStreamsBus.from_url(redis_url),
                            store=RedisOnlineStore.from_url(redis_url),
-                           item_vector=ITEM_VECTORS.get, settings=uncached)  # fmt: skip
+                           item_vector=ITEM_VECTORS.get, settings=settings)  # fmt: skip
     for processor in (embedded, tier):
         for start in range(0, len(events), 37):  # small batches: a user changes a little
             processor.bus.publish(events[start : start + 37])
@@ -248,3 +255,23 @@ def test_user_states_written_field_by_field_equal_the_embedded_tiers(redis_url: 
         assert (have.recent_items, have.watched, have.skipped, have.history, have.last_ts) == (
             want.recent_items, want.watched, want.skipped, want.history, want.last_ts,
         )  # fmt: skip
+
+
+@pytest.mark.parametrize("url_fixture", ["redis_url", "redis_cluster_url"])
+def test_a_user_whose_hash_is_gone_is_written_whole_not_in_part(
+    url_fixture: str, request: pytest.FixtureRequest
+) -> None:
+    """A worker holds a user's state, the key is evicted or deleted meanwhile: writing only
+    the changed fields would leave a hash without the history, watched map and the rest."""
+    url = request.getfixturevalue(url_fixture)
+    store = RedisOnlineStore.from_url(url)
+    processor = StreamProcessor(bus=RedisStreamsBus.from_url(url), store=store,
+                                item_vector=ITEM_VECTORS.get)  # fmt: skip
+    processor.bus.publish([Event("w1", "u1", "i1", "complete", T0)])
+    assert processor.run_once(block_s=0.5) == 1
+    store.client.delete(store._user_key("u1"))  # evicted under maxmemory, say
+    processor.bus.publish([Event("w2", "u1", "i2", "impression", T0 + 1)])
+    assert processor.run_once(block_s=0.5) == 1  # an impression changes 2 fields only
+    (user,) = store.get_users(["u1"])
+    assert user is not None and user.watched == {"i1": T0} and user.history == ["i1"]
+    assert user.windows.get("1h", now=T0 + 1) == {"complete": 1.0, "impression": 1.0}

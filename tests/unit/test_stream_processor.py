@@ -182,3 +182,17 @@ def test_a_heavy_users_watched_map_keeps_the_last_week_and_drops_older_entries()
     assert len(user.watched) <= 257  # pruned once it outgrew 256 entries
     assert "item-1" not in user.watched  # ~16 days old
     assert user.watched["item-0"] == 400 * hour  # watched again: kept, at its latest time
+
+
+def test_an_item_watched_again_outlives_older_entries_when_the_map_is_pruned() -> None:
+    processor, store, _ = make()
+    hour = 3600.0
+    events = [Event(f"c{k}", "u1", f"item-{k}", "complete", k * hour) for k in range(260)]
+    events.insert(151, Event("again", "u1", "item-10", "complete", 150 * hour))
+    for event in events:
+        processor.apply([event])  # the map passed 256 entries at 256 h: pruned to 88 h on
+    user = store.get_users(["u1"])[0]
+    assert user is not None
+    assert user.watched["item-10"] == 150 * hour
+    assert "item-11" not in user.watched and "item-87" not in user.watched
+    assert "item-88" in user.watched

@@ -34,6 +34,20 @@ def test_states_older_than_the_age_limit_are_read_again() -> None:
     assert list(found) == ["u2"] and missing == ["u1"]
 
 
+def test_a_state_written_again_and_again_is_still_read_again_after_the_age_limit() -> None:
+    """The limit counts from the last read from the store, not the last write: a busy user
+    whose stored state someone else changed is not overwritten from an old copy forever."""
+    clock = Clock()
+    cache = UserCache(max_users=10, max_age_s=60, clock=clock)
+    cache.put([UserState("u1")])  # just read from the store
+    for second in (20.0, 40.0, 59.0):
+        clock.now = second
+        found, _ = cache.take(["u1"])
+        cache.put(found.values())  # written back after each batch
+    clock.now = 61.0
+    assert cache.take(["u1"]) == ({}, ["u1"])
+
+
 def test_the_least_recently_written_states_go_first() -> None:
     cache = UserCache(max_users=2, max_age_s=60)
     cache.put([UserState("u1"), UserState("u2")])

@@ -407,7 +407,7 @@ def _decode(payload: bytes) -> Event:
         name = "event_id" if not event_id else "user_id" if not user_id else "item_id"
         raise ValueError(f"{name} must be a non-empty string")
     kind = data.get("type")
-    if kind not in _EVENT_TYPES:
+    if not isinstance(kind, str) or kind not in _EVENT_TYPES:
         raise ValueError(f"type {kind!r} is not one of {EVENT_TYPES}")
     context = data.get("context")
     if context is not None and not isinstance(context, dict):

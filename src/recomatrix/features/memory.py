@@ -22,6 +22,10 @@ class MemoryOnlineStore:
     so a reader keeps a consistent snapshot (copy-on-write).
     """
 
+    # Readers get the stored objects themselves: a writer must not keep and change them
+    # (the stream processor's user cache is off over this store).
+    shares_states = True
+
     def __init__(
         self, *, max_event_ids: int = 2_000_000, profiles: UserProfiles | None = None
     ) -> None:

@@ -57,16 +57,27 @@ ITEMS_PER_SCRIPT = 32  # items per counting script: Redis serves other clients i
 
 # Puts user state fields and records their batch's applied events, in one atomic script.
 # KEYS: user keys, then marker sets. ARGV: user TTL (ms), number of users n, marker sets'
-# expiry (unix ms), then per user: the number of values m, m values (field, value pairs);
-# then per marker set: the number of ids, the ids.
+# expiry (unix ms), then per user: the number of values m, 1 if they are all its fields
+# (else 0), m values (field, value pairs); then per marker set: the number of ids, the ids.
+# Some fields of a user whose hash is gone (evicted, deleted) would leave a hash of just
+# those: then it writes nothing and answers those users' positions (1-based), for the
+# caller to send them whole; otherwise it answers n.
 PUT_USERS_LUA = """
 local n = tonumber(ARGV[2])
-local a = 4
+local missing, a = {}, 4
+for i = 1, n do
+  if ARGV[a + 1] == '0' and redis.call('EXISTS', KEYS[i]) == 0 then
+    missing[#missing + 1] = i
+  end
+  a = a + tonumber(ARGV[a]) + 2
+end
+if #missing > 0 then return missing end
+a = 4
 for i = 1, n do
   local count = tonumber(ARGV[a])
-  redis.call('HSET', KEYS[i], unpack(ARGV, a + 1, a + count))
+  redis.call('HSET', KEYS[i], unpack(ARGV, a + 2, a + count + 1))
   redis.call('PEXPIRE', KEYS[i], ARGV[1])
-  a = a + count + 1
+  a = a + count + 2
 end
 for k = n + 1, #KEYS do
   local count = tonumber(ARGV[a])
@@ -162,33 +173,47 @@ class RedisOnlineStore:
     ) -> None:
         if not states and not applied_events:
             return
-        users = [
-            (
-                self._user_key(s.user_id),
-                encode_user_fields(s, None if changed is None else changed.get(s.user_id)),
-            )
-            for s in states
-        ]
-        users = [(key, fields) for key, fields in users if fields]
+        users = [_UserWrite(self._user_key(s.user_id), s, None if changed is None else
+                            changed.get(s.user_id)) for s in states]  # fmt: skip
+        users = [user for user in users if user.fields]
         bucket = self._live_buckets()[0]
         expire_at_ms = self._expiry_ms(bucket)
         markers = [(self._marker_key(shard, bucket), ids)
                    for shard, ids in self._by_shard(applied_events).items()]  # fmt: skip
-        if not self._cluster:  # one script: the users and their markers, atomically
-            keys = [key for key, _ in users] + [key for key, _ in markers]
+        if self._cluster:
+            self._put_users_pipelined(users, markers, expire_at_ms)
+            return
+        keys = [user.key for user in users] + [key for key, _ in markers]
+        while True:  # one script: the users and their markers, atomically
             args: list[Any] = [self.user_ttl_ms, len(users), expire_at_ms]
-            for _, fields in users:
-                args.append(2 * len(fields))
-                for name, value in fields.items():
+            for user in users:
+                args += (2 * len(user.fields), int(user.whole))
+                for name, value in user.fields.items():
                     args += (name, value)
             for _, ids in markers:
                 args += [len(ids), *ids]
-            self._put_users_script(keys=keys, args=args)
-            return
-        pipe = self.client.pipeline(transaction=False)  # keys in many slots
-        for key, fields in users:
-            pipe.hset(key, mapping=cast(Mapping[Any, Any], fields))
-            pipe.pexpire(key, self.user_ttl_ms)
+            answer = self._put_users_script(keys=keys, args=args)
+            if not isinstance(answer, list):
+                return
+            for position in answer:  # hashes gone since they were read: write them whole
+                users[int(position) - 1].write_whole()
+
+    def _put_users_pipelined(
+        self, users: list[_UserWrite], markers: list[tuple[str, list[str]]], expire_at_ms: int
+    ) -> None:
+        """`put_users` on a cluster, where the keys sit in many slots: not atomic."""
+        partial = [user for user in users if not user.whole]
+        if partial:
+            pipe = self.client.pipeline(transaction=False)
+            for user in partial:
+                pipe.exists(user.key)
+            for user, exists in zip(partial, pipe.execute(), strict=True):
+                if not exists:
+                    user.write_whole()
+        pipe = self.client.pipeline(transaction=False)
+        for user in users:
+            pipe.hset(user.key, mapping=cast(Mapping[Any, Any], user.fields))
+            pipe.pexpire(user.key, self.user_ttl_ms)
         for key, ids in markers:
             pipe.sadd(key, *ids)
             pipe.pexpireat(key, expire_at_ms)
@@ -333,6 +358,20 @@ class RedisOnlineStore:
     @property
     def _trending_key(self) -> str:
         return f"{self.namespace}:trending"
+
+
+class _UserWrite:
+    """One user's part of a `put_users`: its key and the encoded fields to write."""
+
+    __slots__ = ("fields", "key", "state", "whole")
+
+    def __init__(self, key: str, state: UserState, names: Collection[str] | None) -> None:
+        self.key, self.state = key, state
+        self.fields = encode_user_fields(state, names)
+        self.whole = names is None
+
+    def write_whole(self) -> None:
+        self.fields, self.whole = encode_user_fields(self.state), True
 
 
 _URL_OPTIONS: dict[str, Any] = {

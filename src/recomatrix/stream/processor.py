@@ -81,7 +81,10 @@ class StreamProcessor:
         self._touched_ts = 0.0
         self._rescored = -math.inf  # time.monotonic() of the last re-score
         self.users: UserCache | None = None  # only the owner of a user's partition may cache
-        if isinstance(bus, OwnsPartitions) and settings.cached_users > 0:
+        # A store handing out its own objects (`shares_states`) would show readers the
+        # cached states as they change.
+        owns = isinstance(bus, OwnsPartitions) and not getattr(store, "shares_states", False)
+        if owns and settings.cached_users > 0:
             self.users = UserCache(
                 max_users=settings.cached_users, max_age_s=settings.cached_user_age_s
             )
@@ -232,12 +235,10 @@ class StreamProcessor:
         there), the others read from the store. Without it, their cached states are dropped:
         the store gets newer ones."""
         found: dict[UserId, UserState] = {}
-        if self.users is not None:
-            found, missing = self.users.take(user_ids)
-            if cached:
-                user_ids = missing
-            else:
-                found = {}
+        if self.users is not None and cached:
+            found, user_ids = self.users.take(user_ids)
+        elif self.users is not None:
+            self.users.drop(user_ids)
         states = self.store.get_users(user_ids)
         loaded = {
             u: (UserState(u) if s is None else s.copy() if copy else s)

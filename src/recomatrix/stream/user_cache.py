@@ -5,10 +5,12 @@ that consumer is the only writer of the user's state. It can keep the states it 
 skip reading them back (an MGET and a msgpack decode per user and batch, the largest share
 of a worker's cost in `bench/tier_apply.py`). The cache is only valid while no other
 consumer may have written those users, so it is emptied whenever the bus reports that the
-consumer took a partition over (`ownership_epoch` changed), and whenever applying a batch
-failed (the store may or may not hold what the cached states already include). Entries
-also age out after `max_age_s`, which bounds how long a state written by anyone else (an
-operator, a restore) can go unseen, and how long a user expired by its TTL can come back.
+consumer took a partition over (`ownership_epoch` changed); a batch's states are out of
+the cache while it is applied, so a failed batch (the store may or may not hold what they
+include) reads them again. An entry is read from the store again `max_age_s` after it was
+last read from there, however often it was written since: that bounds how long a state
+written by anyone else (an operator, a restore, a worker whose lease lapsed mid-batch)
+can be overwritten field by field from an older copy.
 """
 
 from __future__ import annotations
@@ -22,13 +24,16 @@ from recomatrix.types import UserId
 
 
 class UserCache:
-    """Least recently written user states, at most `max_users`, none older than `max_age_s`."""
+    """Least recently written user states, at most `max_users`, none read from the store
+    more than `max_age_s` ago."""
 
     def __init__(
         self, *, max_users: int, max_age_s: float, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.max_users, self.max_age_s, self._clock = max_users, max_age_s, clock
+        # user -> (state, when it was last read from the store)
         self._states: OrderedDict[UserId, tuple[UserState, float]] = OrderedDict()
+        self._taken: dict[UserId, float] = {}  # the read times of the batch in hand
         self.epoch: int | None = None  # the bus's ownership epoch the states belong to
         self.hits = self.misses = 0
 
@@ -47,22 +52,32 @@ class UserCache:
         found: dict[UserId, UserState] = {}
         missing: list[UserId] = []
         horizon = self._clock() - self.max_age_s
+        self._taken = {}  # a batch that failed never put its states back
         for user_id in user_ids:
             entry = self._states.pop(user_id, None)
             if entry is not None and entry[1] >= horizon:
                 found[user_id] = entry[0]
+                self._taken[user_id] = entry[1]
             else:
                 missing.append(user_id)
         self.hits += len(found)
         self.misses += len(missing)
         return found, missing
 
+    def drop(self, user_ids: Iterable[UserId]) -> None:
+        """Forget these users: the store gets newer states than the cached ones."""
+        for user_id in user_ids:
+            self._states.pop(user_id, None)
+
     def put(self, states: Iterable[UserState]) -> None:
-        """Keep states just written to the store (the newest last: evicted last)."""
+        """Keep states just written to the store (the newest last: evicted last); a state
+        taken from the cache keeps the time it was read from the store, any other was just
+        read."""
         now = self._clock()
         for state in states:
+            read_at = self._taken.pop(state.user_id, now)
             self._states.pop(state.user_id, None)
-            self._states[state.user_id] = (state, now)
+            self._states[state.user_id] = (state, read_at)
         while len(self._states) > self.max_users:
             self._states.popitem(last=False)
 
