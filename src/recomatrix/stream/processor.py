@@ -52,6 +52,9 @@ class StreamSettings:
     # events to one consumer at a time (`OwnsPartitions`; 0 = always read the store).
     cached_users: int = 20_000
     cached_user_age_s: float = 60.0  # read from the store again after this long
+    # On such a bus, item counts are added (and batches acknowledged) this often, for all
+    # the batches applied since (users are written with every batch); 0 = every batch.
+    item_flush_s: float = 0.25
 
 
 class StreamProcessor:
@@ -81,6 +84,11 @@ class StreamProcessor:
         self._touched_ts = 0.0
         self._rescored = -math.inf  # time.monotonic() of the last re-score
         self.users: UserCache | None = None  # only the owner of a user's partition may cache
+        # Deferred item counts and the deliveries they complete (see `flush`).
+        self._defer_items = isinstance(bus, OwnsPartitions) and settings.item_flush_s > 0
+        self._item_backlog: dict[str, Event] = {}  # by event id: a repeat is counted once
+        self._unacked: list[str] = []
+        self._flushed = time.monotonic()
         # A store handing out its own objects (`shares_states`) would show readers the
         # cached states as they change.
         owns = isinstance(bus, OwnsPartitions) and not getattr(store, "shares_states", False)
@@ -108,11 +116,17 @@ class StreamProcessor:
         return len(fresh)
 
     def _apply(
-        self, events: Sequence[Event], copy_on_write: bool, *, consumed: bool = False
+        self,
+        events: Sequence[Event],
+        copy_on_write: bool,
+        *,
+        consumed: bool = False,
+        count_items: bool = True,
     ) -> list[Event]:
         """`apply` without the trending re-score; returns the fresh events, oldest first.
         `consumed`: the events came from this processor's own `consume`, so their users are
-        in partitions it holds and their states may come from and go to `self.users`."""
+        in partitions it holds and their states may come from and go to `self.users`.
+        `count_items=False`: the caller adds the item counts later (`flush`)."""
         unique = list({e.event_id: e for e in events}.values())
         seen = self.store.seen_events([e.event_id for e in unique])
         fresh = [e for e, old in zip(unique, seen, strict=True) if not old]
@@ -129,7 +143,8 @@ class StreamProcessor:
         }
         if self.offline_sink is not None:  # before the commit: a crash repeats, never loses
             self.offline_sink(fresh)
-        self.store.add_item_counts([c for e in fresh for c in _item_counts(e)])
+        if count_items:
+            self.store.add_item_counts([c for e in fresh for c in _item_counts(e)])
         self.store.put_users(
             list(users.values()), applied_events=[e.event_id for e in fresh], changed=changed
         )
@@ -160,6 +175,9 @@ class StreamProcessor:
 
         Items it touched are re-scored for trending at most every `trending_interval_s`
         (wall time), not after every batch: one read of their counters per interval.
+        On a partitioned bus the batch's item counts wait for `flush` (at most
+        `item_flush_s`, or until the bus has nothing more): one counting script per item
+        for several batches instead of one per batch, the main cost of Redis under load.
         """
         deliveries, self._retry = self._retry, []
         if not deliveries:
@@ -172,23 +190,52 @@ class StreamProcessor:
             self.users.follow(self.bus.ownership_epoch(self.group, self.consumer))
         fresh: list[Event] = []
         if deliveries:
+            events = [d.event for d in deliveries]
             try:
                 fresh = self._apply(
-                    [d.event for d in deliveries], copy_on_write=True, consumed=True
+                    events, copy_on_write=True, consumed=True, count_items=not self._defer_items
                 )
             except Exception:
                 self._retry = deliveries  # still pending on the bus; applying again is a no-op
                 raise
-            self.bus.ack(self.group, [d.message_id for d in deliveries])
+            if self._defer_items:
+                # Every delivered event, not only those new to the users: a batch delivered
+                # again after a crash between its user write and the flush finds its events
+                # "seen", but their items never counted them (items skip what they counted).
+                for event in events:
+                    self._item_backlog.setdefault(event.event_id, event)
+                self._unacked += [d.message_id for d in deliveries]
+            else:
+                self.bus.ack(self.group, [d.message_id for d in deliveries])
+        if self._unacked and (
+            not deliveries or time.monotonic() - self._flushed >= self.settings.item_flush_s
+        ):
+            self.flush()
         self._rescore_when_due(fresh)
         return len(fresh)
 
+    def flush(self) -> None:
+        """Add the item counts of the batches applied since the last flush, then acknowledge
+        those batches. A failure keeps both for the next call; a crash leaves the batches
+        pending, delivered again to whoever holds their partitions (users skip them, items
+        count what they have not counted)."""
+        if self._item_backlog:
+            self.store.add_item_counts(
+                [c for e in self._item_backlog.values() for c in _item_counts(e)]
+            )
+            self._item_backlog = {}
+        if self._unacked:
+            self.bus.ack(self.group, self._unacked)
+            self._unacked = []
+        self._flushed = time.monotonic()
+
     def _rescore_when_due(self, fresh: Sequence[Event]) -> None:
-        """Re-score the items touched since the last re-score once the interval is over."""
+        """Re-score the items touched since the last re-score once the interval is over
+        and their counts are in the store (no deferred counts wait for `flush`)."""
         self._touched.update(e.item_id for e in fresh)
         if fresh:
             self._touched_ts = max(self._touched_ts, fresh[-1].ts)
-        if not self._touched:
+        if not self._touched or self._item_backlog:
             return
         if time.monotonic() - self._rescored >= self.settings.trending_interval_s:
             self.refresh_trending(sorted(self._touched), now=self._touched_ts)
@@ -226,6 +273,10 @@ class StreamProcessor:
             except Exception as err:  # keep consuming; the failed batch is retried first
                 failures.failed(err)
                 self._stop.wait(0.5)
+        try:
+            self.flush()  # what was applied is acknowledged before the worker stops
+        except Exception:  # left pending: delivered again, idempotently
+            log.exception("stream processor: the last item counts were not flushed")
 
     def _load_users(
         self, user_ids: Sequence[UserId], copy: bool, *, cached: bool
