@@ -53,3 +53,14 @@ def test_i8_vectors_need_the_usearch_main_index() -> None:
         load_settings(overrides={"retrieval": {"main_index": "usearch", "hnsw_dtype": "i4"}})
     settings = load_settings(overrides={"retrieval": {"main_index": "usearch", "hnsw_dtype": "i8"}})
     assert settings.retrieval.hnsw_dtype == "i8"
+
+
+def test_worker_cache_and_item_flush_settings_refuse_negative_values() -> None:
+    with pytest.raises(ValueError, match=r"stream\.item_flush_s: -1\.0 is negative; use 0"):
+        load_settings(env={"RECOMATRIX_STREAM__ITEM_FLUSH_S": "-1"})
+    with pytest.raises(ValueError, match=r"stream\.cached_users: -5 is negative"):
+        load_settings(env={"RECOMATRIX_STREAM__CACHED_USERS": "-5"})
+    with pytest.raises(ValueError, match=r"stream\.cached_user_age_s: 0\.0 must be > 0"):
+        load_settings(env={"RECOMATRIX_STREAM__CACHED_USER_AGE_S": "0"})
+    settings = load_settings(env={"RECOMATRIX_STREAM__ITEM_FLUSH_S": "0"})
+    assert settings.stream.item_flush_s == 0.0 and settings.stream.cached_users == 20_000

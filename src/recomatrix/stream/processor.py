@@ -56,6 +56,17 @@ class StreamSettings:
     # the batches applied since (users are written with every batch); 0 = every batch.
     item_flush_s: float = 0.25
 
+    def __post_init__(self) -> None:
+        if self.cached_users < 0:
+            raise ValueError(f"setting stream.cached_users: {self.cached_users} is negative; "
+                             "use 0 to read users from the store every batch")  # fmt: skip
+        if self.cached_user_age_s <= 0:
+            raise ValueError(f"setting stream.cached_user_age_s: {self.cached_user_age_s} "
+                             "must be > 0 (seconds)")  # fmt: skip
+        if self.item_flush_s < 0:
+            raise ValueError(f"setting stream.item_flush_s: {self.item_flush_s} is negative; "
+                             "use 0 to add item counts with every batch")  # fmt: skip
+
 
 class StreamProcessor:
     """Consumes the bus as one consumer of `group` and applies batches of events."""
