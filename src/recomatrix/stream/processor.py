@@ -94,16 +94,19 @@ class StreamProcessor:
         self._touched: set[ItemId] = set()
         self._touched_ts = 0.0
         self._rescored = -math.inf  # time.monotonic() of the last re-score
-        self.users: UserCache | None = None  # only the owner of a user's partition may cache
+        # A bus giving each user's events to one consumer at a time: this processor is then
+        # the only writer of its users, may cache them and count items later.
+        self._owner = bus if isinstance(bus, OwnsPartitions) else None
         # Deferred item counts and the deliveries they complete (see `flush`).
-        self._defer_items = isinstance(bus, OwnsPartitions) and settings.item_flush_s > 0
+        self._defer_items = self._owner is not None and settings.item_flush_s > 0
         self._item_backlog: dict[str, Event] = {}  # by event id: a repeat is counted once
         self._unacked: list[str] = []
         self._flushed = time.monotonic()
+        self.users: UserCache | None = None
         # A store handing out its own objects (`shares_states`) would show readers the
         # cached states as they change.
-        owns = isinstance(bus, OwnsPartitions) and not getattr(store, "shares_states", False)
-        if owns and settings.cached_users > 0:
+        shared = getattr(store, "shares_states", False)
+        if self._owner is not None and not shared and settings.cached_users > 0:
             self.users = UserCache(
                 max_users=settings.cached_users, max_age_s=settings.cached_user_age_s
             )
@@ -196,9 +199,8 @@ class StreamProcessor:
             deliveries = self.bus.consume(
                 self.group, self.consumer, max_events=batch, block_s=block_s
             )
-        if self.users is not None:
-            assert isinstance(self.bus, OwnsPartitions)  # how self.users came to be
-            self.users.follow(self.bus.ownership_epoch(self.group, self.consumer))
+        if self.users is not None and self._owner is not None:
+            self.users.follow(self._owner.ownership_epoch(self.group, self.consumer))
         fresh: list[Event] = []
         if deliveries:
             events = [d.event for d in deliveries]
@@ -423,8 +425,7 @@ def _remember(
     an old time may outlive retention until it reaches the front (kept longer, not lost).
     """
     for event in events:
-        old = seen.pop(event.item_id, None)
-        seen[event.item_id] = event.ts if old is None else max(event.ts, old)
+        seen[event.item_id] = max(event.ts, seen.pop(event.item_id, 0.0))
     if len(seen) > 256:
         horizon = events[-1].ts - retention_s
         expired = []

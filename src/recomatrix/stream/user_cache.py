@@ -80,6 +80,3 @@ class UserCache:
             self._states[state.user_id] = (state, read_at)
         while len(self._states) > self.max_users:
             self._states.popitem(last=False)
-
-    def clear(self) -> None:
-        self._states.clear()
