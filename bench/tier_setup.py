@@ -64,8 +64,10 @@ def get_json(base_url: str, path: str) -> tuple[int, Json]:
 
 def make_events(prefix: str, n: int, users: Sequence[str], items: Sequence[str]) -> list[Event]:
     rng, now = random.Random(prefix), time.time()
-    return [Event(f"{prefix}-{k}", rng.choice(users), rng.choice(items), rng.choice(EVENT_TYPES),
-                  now) for k in range(n)]  # fmt: skip
+    picks = zip(rng.choices(users, k=n), rng.choices(items, k=n), rng.choices(EVENT_TYPES, k=n),
+                strict=True)  # fmt: skip
+    return [Event(f"{prefix}-{k}", user, item, kind, now)
+            for k, (user, item, kind) in enumerate(picks)]  # fmt: skip
 
 
 def scheduled_s(pid: int) -> tuple[float, float]:

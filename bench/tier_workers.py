@@ -103,7 +103,8 @@ def _load(url: str, rate: float, world: World, started: Any, stop: Any, out: Any
 def visibility(
     url: str, world: World, *, rate: float, probes: int, label: str, workers: Sequence[int]
 ) -> Json:
-    """Publish one click for a new user and poll the store until its window shows it,
+    """Publish one click of a new user on a new item and poll the store until both their
+    5-minute windows show it (`visible_ms`; `user_visible_ms`, `item_visible_ms` each side),
     `probes` times, while a background process publishes `rate` events/s; stops early
     (`overloaded`) when a probe is not visible within `GIVE_UP_S`. Records the share of a
     core redis-server, the workers (pids) and the load process ran, and waited to run."""
@@ -119,19 +120,25 @@ def visibility(
     pids = {"redis": server, "load": cast(int, loader.pid),
             **{f"worker{k + 1}": pid for k, pid in enumerate(workers)}}  # fmt: skip
     before, began = {name: scheduled_s(pid) for name, pid in pids.items()}, time.monotonic()
-    samples, items, overloaded = [], world[1], False
+    samples, user_samples, item_samples, overloaded = [], [], [], False
     for k in range(probes):
-        user = f"probe-{label}-{k}"
+        user, item = f"probe-{label}-{k}", f"probe-item-{label}-{k}"
         started = time.perf_counter()
-        bus.publish([Event(f"{user}-e", user, items[k % len(items)], "click", time.time())])
-        while not visible(store, user):
+        bus.publish([Event(f"{user}-e", user, item, "click", time.time())])
+        seen: dict[str, float] = {}  # "user" / "item" -> ms until its features showed it
+        while len(seen) < 2:
+            for side, shows in (("user", user_visible), ("item", item_visible)):
+                if side not in seen and shows(store, user if side == "user" else item):
+                    seen[side] = (time.perf_counter() - started) * 1000
             overloaded = time.perf_counter() - started > GIVE_UP_S
-            if overloaded:
+            if overloaded or len(seen) == 2:
                 break
             time.sleep(0.001)  # 1 ms resolution; faster polling takes CPU from the workers
         if overloaded:  # the backlog grows: the workers cannot keep up with this load
             break
-        samples.append((time.perf_counter() - started) * 1000)
+        user_samples.append(seen["user"])
+        item_samples.append(seen["item"])
+        samples.append(max(seen.values()))
         time.sleep(0.02)
     after = {name: scheduled_s(pid) for name, pid in pids.items()}
     cores = shares(before, after, time.monotonic() - began)
@@ -143,11 +150,17 @@ def visibility(
     store.close()
     return {"offered_events_per_s": rate, "load_events_per_s": round(achieved),
             "probes_visible": len(samples), "overloaded": overloaded, "lag_after": lag,
-            "visible_ms": percentiles(samples), "cores": cores}  # fmt: skip
+            "visible_ms": percentiles(samples), "user_visible_ms": percentiles(user_samples),
+            "item_visible_ms": percentiles(item_samples), "cores": cores}  # fmt: skip
 
 
-def visible(store: RedisOnlineStore, user: str) -> bool:
+def user_visible(store: RedisOnlineStore, user: str) -> bool:
     state = store.get_users([user])[0]
+    return state is not None and bool(state.windows.get("5m", now=time.time()).get("click"))
+
+
+def item_visible(store: RedisOnlineStore, item: str) -> bool:
+    state = store.get_items([item])[0]
     return state is not None and bool(state.windows.get("5m", now=time.time()).get("click"))
 
 

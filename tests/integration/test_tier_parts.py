@@ -25,7 +25,7 @@ from recomatrix.tier.broadcast import START, ItemChange, ItemFeed
 from recomatrix.tier.mapped import MappedHnswIndex
 from recomatrix.tier.seed import deploy, deployed_version
 from recomatrix.tier.snapshot import ITEM_SCHEMA, Manifest, Snapshot, latest_snapshot
-from recomatrix.tier.worker import Worker
+from recomatrix.tier.worker import ItemVectors, Worker
 from recomatrix.types import Event, Item
 
 
@@ -216,6 +216,24 @@ def test_a_worker_applies_events_with_snapshot_and_feed_vectors(
     assert session is not None
     assert np.allclose(session, snapshot_vector * 1.0 + vector * 2.0, atol=1e-3)
     assert bus.lag("stream") == 0
+
+
+def test_worker_vectors_are_float32_rows_and_follow_feed_changes_after_use(
+    deployed: Snapshot,
+) -> None:
+    vectors = ItemVectors(deployed, converted=2)
+    keys = deployed.keys()
+    first, second, third = list(keys)[:3]
+    row = np.asarray(deployed.vectors()[keys[first]], dtype=np.float32)
+    got = vectors.get(first)
+    assert got is not None and got.dtype == np.float32 and np.array_equal(got, row)
+    assert vectors.get(second) is not None and vectors.get(third) is not None  # past the cap
+    moved = np.full(deployed.manifest.dim, 0.5, dtype=np.float32)
+    vectors.apply([ItemChange("1-0", "api", third, new_item(third), moved),
+                   ItemChange("2-0", "api", first, None, None)])  # fmt: skip
+    assert np.array_equal(vectors.get(third), moved)  # not the converted snapshot row
+    assert vectors.get(first) is None  # deleted
+    assert vectors.get("never-seen") is None
 
 
 def test_a_snapshot_with_deleted_keys_loads_the_rest_under_their_keys(tmp_path: Path) -> None:

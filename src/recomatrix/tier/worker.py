@@ -29,20 +29,35 @@ log = logging.getLogger(__name__)
 class ItemVectors:
     """Item id -> retrieval vector: the snapshot's rows, overlaid by the item feed's changes."""
 
-    def __init__(self, snapshot: Snapshot) -> None:
+    def __init__(self, snapshot: Snapshot, *, converted: int = 100_000) -> None:
         self._keys = snapshot.keys()
-        self._matrix = snapshot.vectors()
+        # A plain array over the mapped file: indexing a `np.memmap` makes a memmap object
+        # per row, which was a twentieth of a loaded worker's time.
+        self._matrix = np.asarray(snapshot.vectors())
         self._changed: dict[ItemId, np.ndarray | None] = {}  # None: deleted since
+        # Rows already converted from float16 (most events go to a few hot items).
+        self._float32: dict[ItemId, np.ndarray] = {}
+        self._converted_max = converted
 
     def get(self, item_id: ItemId) -> np.ndarray | None:
+        vector = self._float32.get(item_id)
+        if vector is not None:
+            return vector
         if item_id in self._changed:
             return self._changed[item_id]
         key = self._keys.get(item_id)
-        return None if key is None else np.asarray(self._matrix[key], dtype=np.float32)
+        if key is None:
+            return None
+        if len(self._float32) >= self._converted_max:
+            self._float32.clear()
+        converted: np.ndarray = self._matrix[key].astype(np.float32)
+        self._float32[item_id] = converted
+        return converted
 
     def apply(self, changes: list[ItemChange]) -> None:
         for change in changes:
             self._changed[change.item_id] = change.vector
+            self._float32.pop(change.item_id, None)
 
 
 class Worker:
