@@ -9,6 +9,7 @@ import contextlib
 import json
 import multiprocessing as mp
 import os
+import random
 import sys
 import time
 from collections.abc import Sequence
@@ -121,6 +122,7 @@ def visibility(
             **{f"worker{k + 1}": pid for k, pid in enumerate(workers)}}  # fmt: skip
     before, began = {name: scheduled_s(pid) for name, pid in pids.items()}, time.monotonic()
     samples, user_samples, item_samples, overloaded = [], [], [], False
+    gaps = random.Random(label)
     for k in range(probes):
         user, item = f"probe-{label}-{k}", f"probe-item-{label}-{k}"
         started = time.perf_counter()
@@ -139,7 +141,9 @@ def visibility(
         user_samples.append(seen["user"])
         item_samples.append(seen["item"])
         samples.append(max(seen.values()))
-        time.sleep(0.02)
+        # A random gap: probes sent a fixed time after the last became visible would all
+        # land at the same point of the workers' item flush cycle.
+        time.sleep(gaps.uniform(0.02, 0.5))
     after = {name: scheduled_s(pid) for name, pid in pids.items()}
     cores = shares(before, after, time.monotonic() - began)
     stop.set()
