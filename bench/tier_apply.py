@@ -69,7 +69,8 @@ def main() -> None:
     vectors = {i: rng.standard_normal(64).astype(np.float32) for i in items}
     folder = tempfile.TemporaryDirectory(prefix="rx-tier-apply-")
     with folder as tmp, redis_server(Path(tmp)) as url:
-        bus, store = RedisStreamsBus.from_url(url), RedisOnlineStore.from_url(url)
+        bus = RedisStreamsBus.from_url(url)
+        store = RedisOnlineStore.from_url(url, fence=bus.fence("stream", "w1"))  # as a worker's
         log = ParquetLog(root=Path(tmp) / "offline")
         processor = StreamProcessor(bus=bus, store=store, item_vector=vectors.get,
                                     offline_sink=log.append_events, consumer="w1")  # fmt: skip

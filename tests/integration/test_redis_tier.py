@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 import numpy as np
 import pytest
@@ -12,6 +12,7 @@ import redis
 
 from recomatrix.events.memory import MemoryEventBus
 from recomatrix.events.redis import RedisStreamsBus
+from recomatrix.features.base import LeaseLost
 from recomatrix.features.memory import MemoryOnlineStore
 from recomatrix.features.redis import RedisOnlineStore
 from recomatrix.features.state import ENGAGED, UserState
@@ -319,3 +320,84 @@ def test_a_user_whose_hash_is_gone_is_written_whole_not_in_part(
     (user,) = store.get_users(["u1"])
     assert user is not None and user.watched == {"i1": T0} and user.history == ["i1"]
     assert user.windows.get("1h", now=T0 + 1) == {"complete": 1.0, "impression": 1.0}
+
+
+@pytest.mark.parametrize("url_fixture", ["redis_url", "redis_cluster_url"])
+def test_a_fenced_user_write_lands_only_while_its_writer_holds_the_lease(
+    url_fixture: str, request: pytest.FixtureRequest
+) -> None:
+    url = request.getfixturevalue(url_fixture)
+    fence = RedisStreamsBus.from_url(url).fence("stream", "me")
+    store = RedisOnlineStore.from_url(url, fence=fence)
+    lease = fence.lease_key("u1")
+    store.client.set(lease, "me", px=60_000)
+    store.put_users([UserState("u1", last_ts=T0)], applied_events=["e1"])
+    for holder in ("other", None):  # taken over, or lapsed and not yet taken
+        if holder is None:
+            store.client.delete(lease)
+        else:
+            store.client.set(lease, holder, px=60_000)
+        with pytest.raises(LeaseLost, match="not held by me"):
+            store.put_users([UserState("u1", last_ts=T0 + 1)], applied_events=["e2"])
+        (user,) = store.get_users(["u1"])
+        assert user is not None and user.last_ts == T0  # nothing written, no marker either
+        assert store.seen_events(["e1", "e2"]) == [True, False]
+
+
+class PausingStore(RedisOnlineStore):
+    """Runs `pause` once before a user write: a worker stalled (GC, swap, a slow disk) past
+    its lease between reading a batch's users and writing them back."""
+
+    pause: Callable[[], None] | None = None
+
+    def put_users(
+        self,
+        states: Sequence[UserState],
+        *,
+        applied_events: Sequence[str] = (),
+        changed: Mapping[UserId, Collection[str]] | None = None,
+    ) -> None:
+        if self.pause is not None:
+            pause, self.pause = self.pause, None
+            pause()
+        super().put_users(states, applied_events=applied_events, changed=changed)
+
+
+def test_a_worker_paused_past_its_lease_does_not_overwrite_the_new_owners_users(
+    redis_url: str,
+) -> None:
+    """A stalls holding u1's batch; B takes the partition over and applies more of u1's
+    events. A's late write (its cached u1 plus the batch) would undo B's: the fence refuses
+    it, and every event is counted once."""
+    options = "?partitions=1&lease_s=0.3"
+    a_bus, b_bus = (RedisStreamsBus.from_url(redis_url + options) for _ in range(2))
+    a_store = PausingStore.from_url(redis_url, fence=a_bus.fence("stream", "a"))
+    b_store = RedisOnlineStore.from_url(redis_url, fence=b_bus.fence("stream", "b"))
+    a, b = (StreamProcessor(bus=bus, store=store, item_vector=ITEM_VECTORS.get, consumer=name)
+            for bus, store, name in ((a_bus, a_store, "a"), (b_bus, b_store, "b")))  # fmt: skip
+    publisher = RedisStreamsBus.from_url(redis_url + options)
+    clicks = [Event(f"c{k}", "u1", "i1", "click", T0 + k) for k in range(3)]
+    publisher.publish(clicks[:1])
+    assert a.run_once(block_s=0.5) == 1
+    a.flush()
+    publisher.publish(clicks[1:2])
+
+    def stall() -> None:
+        time.sleep(0.4)  # A's lease lapses
+        publisher.publish(clicks[2:])
+        assert b.run_once(block_s=0.5) == 1  # takes over c1, pending on A
+        assert b.run_once(block_s=0.5) == 1  # then reads c2
+        b.flush()
+
+    assert isinstance(a_store, PausingStore)
+    a_store.pause = stall
+    epoch = a_bus.ownership_epoch("stream", "a")
+    assert a.run_once(block_s=0.5) == 0  # its write of c1 was refused
+    assert a_bus.ownership_epoch("stream", "a") > epoch  # it re-reads what it holds
+    store = RedisOnlineStore.from_url(redis_url)
+    (user,) = store.get_users(["u1"])
+    assert user is not None and user.windows.get("1h", now=T0 + 3)["click"] == 3.0
+    assert user.history == ["i1", "i1", "i1"]
+    (item,) = store.get_items(["i1"])
+    assert item is not None and item.windows.get("1h", now=T0 + 3)["click"] == 3.0
+    assert publisher.lag("stream") == 0

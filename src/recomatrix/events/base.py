@@ -52,3 +52,9 @@ class OwnsPartitions(Protocol):
         """A number that changes whenever `consumer` acquires a partition (at its first
         `consume`, or taking one over): what it cached about users before may be stale."""
         ...
+
+    def lost_lease(self, group: str, consumer: str) -> None:
+        """A write fenced by `consumer`'s leases was refused: at its next `consume` it learns
+        again which partitions it holds and takes over what it left pending on them (which
+        also changes its `ownership_epoch`)."""
+        ...

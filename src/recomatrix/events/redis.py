@@ -28,6 +28,7 @@ import redis
 
 from recomatrix.backends import split_url_options
 from recomatrix.events.base import Delivery
+from recomatrix.features.base import Fence
 from recomatrix.features.redis import connect
 from recomatrix.types import EVENT_TYPES, Event
 
@@ -309,6 +310,15 @@ class RedisStreamsBus:
         )
         self._take_over_later(group, consumer, [p - 1 for p in acquired])
         return sorted(p - 1 for p in owned)
+
+    def lost_lease(self, group: str, consumer: str) -> None:
+        self._take_over_later(group, consumer, range(self.partitions))
+
+    def fence(self, group: str, consumer: str) -> Fence:
+        """The fence for stores written by `consumer` of `group`: a user may be written only
+        while `consumer` holds the lease of the user's partition."""
+        lease = f"{self.namespace}:lease:{{{group}}}"
+        return Fence(consumer, lambda user_id: f"{lease}:{self.partition_of(user_id)}")
 
     def ownership_epoch(self, group: str, consumer: str) -> int:
         with self._lock:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
 from recomatrix.features.state import ItemState, UserState
@@ -21,6 +22,20 @@ class ItemCount(NamedTuple):
     field: str
     ts: float
     amount: float = 1.0
+
+
+class LeaseLost(RuntimeError):
+    """A fenced user write found its writer no longer holding a user's partition (another
+    worker took it over, say after a pause longer than the lease): nothing was written."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """Who may write users: a store that takes a fence writes a user only while the lease
+    `lease_key(user_id)` names `holder`, checked atomically with the write where it can."""
+
+    holder: str
+    lease_key: Callable[[UserId], str]
 
 
 class OnlineStore(Protocol):

@@ -35,7 +35,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from recomatrix.backends import split_url_options
-from recomatrix.features.base import ItemCount
+from recomatrix.features.base import Fence, ItemCount, LeaseLost
 from recomatrix.features.codec import (
     ITEM_COUNT_LUA,
     decode_item,
@@ -56,15 +56,22 @@ MARKER_BUCKETS = 2  # buckets per claim TTL: seen_events reads this many sets + 
 ITEMS_PER_SCRIPT = 32  # items per counting script: Redis serves other clients in between
 
 # Puts user state fields and records their batch's applied events, in one atomic script.
-# KEYS: user keys, then marker sets. ARGV: user TTL (ms), number of users n, marker sets'
-# expiry (unix ms), then per user: the number of values m, 1 if they are all its fields
-# (else 0), m values (field, value pairs); then per marker set: the number of ids, the ids.
+# KEYS: user keys, then marker sets, then f lease keys (the fence). ARGV: user TTL (ms),
+# number of users n, marker sets' expiry (unix ms), f, the fence's holder, then per user:
+# the number of values m, 1 if they are all its fields (else 0), m values (field, value
+# pairs); then per marker set: the number of ids, the ids.
+# A lease not held by the holder fails the script before it writes anything (FENCED).
 # Some fields of a user whose hash is gone (evicted, deleted) would leave a hash of just
 # those: then it writes nothing and answers those users' positions (1-based), for the
 # caller to send them whole; otherwise it answers n.
 PUT_USERS_LUA = """
-local n = tonumber(ARGV[2])
-local missing, a = {}, 4
+local n, f, first = tonumber(ARGV[2]), tonumber(ARGV[4]), 6
+for k = #KEYS - f + 1, #KEYS do
+  if redis.call('GET', KEYS[k]) ~= ARGV[5] then
+    return redis.error_reply('FENCED ' .. KEYS[k] .. ' is not held by ' .. ARGV[5])
+  end
+end
+local missing, a = {}, first
 for i = 1, n do
   if ARGV[a + 1] == '0' and redis.call('EXISTS', KEYS[i]) == 0 then
     missing[#missing + 1] = i
@@ -72,14 +79,14 @@ for i = 1, n do
   a = a + tonumber(ARGV[a]) + 2
 end
 if #missing > 0 then return missing end
-a = 4
+a = first
 for i = 1, n do
   local count = tonumber(ARGV[a])
   redis.call('HSET', KEYS[i], unpack(ARGV, a + 2, a + count + 1))
   redis.call('PEXPIRE', KEYS[i], ARGV[1])
   a = a + count + 2
 end
-for k = n + 1, #KEYS do
+for k = n + 1, #KEYS - f do
   local count = tonumber(ARGV[a])
   for s = a + 1, a + count, 2000 do
     redis.call('SADD', KEYS[k], unpack(ARGV, s, math.min(a + count, s + 1999)))
@@ -97,6 +104,12 @@ class RedisOnlineStore:
     On a cluster a call is one round trip per node, and writes that span slots are not
     atomic: a worker dying between its user write and its event markers can count that
     batch's user windows twice (items stay exactly-once: their markers share their slot).
+
+    With a `fence`, `put_users` writes only while the fence's holder still holds the lease
+    of every written user's partition, else raises `LeaseLost` having written nothing: a
+    worker that paused past its lease cannot overwrite what the new owner wrote since. On
+    one server the check is part of the write's script; on a cluster the leases live in
+    another slot, so they are read just before the write (a much narrower window, not none).
 
     Idle users and items expire after `user_ttl_s` / `item_ttl_s`; applied event ids after
     `claim_ttl_s` to 1.5 x `claim_ttl_s`. Only a batch a worker applied but did not
@@ -116,8 +129,9 @@ class RedisOnlineStore:
         claim_ttl_s: float = 3600.0,
         max_trending: int = 10_000,
         decoded_items: int = 10_000,
+        fence: Fence | None = None,
     ) -> None:
-        self.client, self.namespace = client, namespace
+        self.client, self.namespace, self.fence = client, namespace, fence
         self.user_ttl_ms, self.item_ttl_ms = int(user_ttl_s * 1000), int(item_ttl_s * 1000)
         self.claim_ttl_s, self.max_trending = claim_ttl_s, max_trending
         self._cluster = isinstance(client, redis.RedisCluster)
@@ -130,11 +144,11 @@ class RedisOnlineStore:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_url(cls, url: str) -> RedisOnlineStore:
+    def from_url(cls, url: str, *, fence: Fence | None = None) -> RedisOnlineStore:
         """`redis://host:port/db?namespace=rx&user_ttl_s=604800&...` (any constructor option);
         `redis+cluster://host:port` for a Redis Cluster (any node)."""
         base, options = split_url_options("online store", url, _URL_OPTIONS)
-        return cls(client=connect(base), **options)
+        return cls(client=connect(base), fence=fence, **options)
 
     def seen_events(self, event_ids: Sequence[str]) -> list[bool]:
         if not event_ids:
@@ -180,28 +194,50 @@ class RedisOnlineStore:
         expire_at_ms = self._expiry_ms(bucket)
         markers = [(self._marker_key(shard, bucket), ids)
                    for shard, ids in self._by_shard(applied_events).items()]  # fmt: skip
+        leases = self._leases(states)
         if self._cluster:
-            self._put_users_pipelined(users, markers, expire_at_ms)
+            self._put_users_pipelined(users, markers, expire_at_ms, leases)
             return
-        keys = [user.key for user in users] + [key for key, _ in markers]
+        keys = [user.key for user in users] + [key for key, _ in markers] + leases
+        holder = "" if self.fence is None else self.fence.holder
         while True:  # one script: the users and their markers, atomically
-            args: list[Any] = [self.user_ttl_ms, len(users), expire_at_ms]
+            args: list[Any] = [self.user_ttl_ms, len(users), expire_at_ms, len(leases), holder]
             for user in users:
                 args += (2 * len(user.fields), int(user.whole))
                 for name, value in user.fields.items():
                     args += (name, value)
             for _, ids in markers:
                 args += [len(ids), *ids]
-            answer = self._put_users_script(keys=keys, args=args)
+            try:
+                answer = self._put_users_script(keys=keys, args=args)
+            except redis.exceptions.ResponseError as error:
+                if str(error).startswith("FENCED"):
+                    raise LeaseLost(str(error).removeprefix("FENCED ")) from None
+                raise
             if not isinstance(answer, list):
                 return
             for position in answer:  # hashes gone since they were read: write them whole
                 users[int(position) - 1].write_whole()
 
+    def _leases(self, states: Sequence[UserState]) -> list[str]:
+        """The lease keys the fence requires for writing these users (none without one)."""
+        if self.fence is None:
+            return []
+        return sorted({self.fence.lease_key(state.user_id) for state in states})
+
     def _put_users_pipelined(
-        self, users: list[_UserWrite], markers: list[tuple[str, list[str]]], expire_at_ms: int
+        self,
+        users: list[_UserWrite],
+        markers: list[tuple[str, list[str]]],
+        expire_at_ms: int,
+        leases: list[str],
     ) -> None:
         """`put_users` on a cluster, where the keys sit in many slots: not atomic."""
+        if leases and self.fence is not None:  # one slot ({group}): one MGET
+            holders = cast(list[bytes | None], self.client.mget(leases))
+            for key, holder in zip(leases, holders, strict=True):
+                if holder is None or holder.decode() != self.fence.holder:
+                    raise LeaseLost(f"{key} is not held by {self.fence.holder}")
         partial = [user for user in users if not user.whole]
         if partial:
             pipe = self.client.pipeline(transaction=False)

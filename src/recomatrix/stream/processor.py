@@ -19,7 +19,7 @@ import numpy as np
 
 from recomatrix.degrade import FailureLog
 from recomatrix.events.base import Delivery, EventBus, OwnsPartitions
-from recomatrix.features.base import ItemCount, OnlineStore
+from recomatrix.features.base import ItemCount, LeaseLost, OnlineStore
 from recomatrix.features.state import (
     ENGAGED,
     ItemState,
@@ -208,6 +208,9 @@ class StreamProcessor:
                 fresh = self._apply(
                     events, copy_on_write=True, consumed=True, count_items=not self._defer_items
                 )
+            except LeaseLost as lost:
+                self._give_up_partitions(lost)
+                return 0
             except Exception:
                 self._retry = deliveries  # still pending on the bus; applying again is a no-op
                 raise
@@ -226,6 +229,18 @@ class StreamProcessor:
             self.flush()
         self._rescore_when_due(fresh)
         return len(fresh)
+
+    def _give_up_partitions(self, lost: LeaseLost) -> None:
+        """The store refused a user write: another consumer holds one of the batch's
+        partitions now. Nothing of the batch was written. It and the batches waiting for
+        their item counts stay pending on the bus, unacknowledged: whoever holds each
+        partition takes them over (this consumer too, for those it still holds, at its next
+        `consume`), and, applied again, they count what was not counted."""
+        log.warning("stream processor %s: %s; dropping its batch for the new owner",
+                    self.consumer, lost)  # fmt: skip
+        self._item_backlog, self._unacked = {}, []
+        if self._owner is not None:
+            self._owner.lost_lease(self.group, self.consumer)  # the cache follows the epoch
 
     def flush(self) -> None:
         """Add the item counts of the batches applied since the last flush, then acknowledge

@@ -25,6 +25,8 @@ from recomatrix.types import ItemId
 
 log = logging.getLogger(__name__)
 
+GROUP = "stream"  # the stream workers' consumer group
+
 
 class ItemVectors:
     """Item id -> retrieval vector: the snapshot's rows, overlaid by the item feed's changes."""
@@ -69,12 +71,15 @@ class Worker:
         self.vectors = ItemVectors(snapshot)
         self.feed = ItemFeed.from_url(redis_url, dim=snapshot.manifest.dim)
         self.offline = ParquetLog(root=settings.data.home / "offline")
+        bus = RedisStreamsBus.from_url(redis_url)
         self.processor = StreamProcessor(
-            bus=RedisStreamsBus.from_url(redis_url),
-            store=RedisOnlineStore.from_url(redis_url),
+            bus=bus,
+            # Fenced: a worker that paused past its lease cannot overwrite the new owner's users.
+            store=RedisOnlineStore.from_url(redis_url, fence=bus.fence(GROUP, name)),
             item_vector=self.vectors.get,
             offline_sink=self.offline.append_events,
             settings=settings.stream,
+            group=GROUP,
             consumer=name,
         )
         self._after = snapshot.manifest.feed_after

@@ -1,0 +1,107 @@
+"""Where the CPU goes under a steady load (issue #5): `recomatrix worker` processes at fixed
+offered loads, with each process's CPU per event and Redis's time per command.
+
+    .venv/bin/python bench/tier_steady.py --rates 15000,30000 --workers 2 [--probes 60]
+
+Bootstraps the `tier.py` world (its own redis-server, `recomatrix serve` stopped once the
+world is seeded), starts the workers, then per rate runs `tier_workers.visibility` (user and
+item visibility, the share of a core each process ran and waited) and reads Redis's
+`INFO commandstats` before and after. Commands a script calls are counted both on their own
+line and inside EVALSHA. `tier.py` bisects the highest load; this shows why it stops there.
+Not a test: run it on a quiet machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import redis
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `bench.*`, not installed
+
+from bench.tier import redis_items
+from bench.tier_setup import running, wait_ready
+from bench.tier_workers import RECOMATRIX, visibility, wait_drained, wait_sharing
+
+from recomatrix.events.redis import RedisStreamsBus
+from recomatrix.loopback import free_port, redis_server
+
+Json = dict[str, Any]
+
+
+def command_usec(url: str) -> dict[str, int]:
+    client = redis.Redis.from_url(url)
+    try:
+        stats = client.info("commandstats")
+    finally:
+        client.close()
+    return {name.removeprefix("cmdstat_"): int(row["usec"]) for name, row in stats.items()}
+
+
+def steady(url: str, world: tuple[list[str], list[str]], pids: list[int], rate: float,
+           probes: int) -> Json:  # fmt: skip
+    before = command_usec(url)
+    run = visibility(url, world, rate=rate, probes=probes, label=f"steady-{rate:g}", workers=pids)
+    after = command_usec(url)
+    events_per_s = run["load_events_per_s"]
+    run["cpu_us_per_event"] = {name: round(share["on_cpu"] / events_per_s * 1e6, 1)
+                               for name, share in run["cores"].items()}  # fmt: skip
+    run["cpu_us_per_event"]["all"] = round(sum(run["cpu_us_per_event"].values()), 1)
+    spent = {name: usec - before.get(name, 0) for name, usec in after.items()}
+    run["redis_command_share"] = {
+        name: round(usec / sum(spent.values()), 3)
+        for name, usec in sorted(spent.items(), key=lambda row: -row[1])[:10]
+    }
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rates", required=True, help="offered events/s, comma-separated")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--probes", type=int, default=60)
+    parser.add_argument("--users", type=int, default=1000)
+    parser.add_argument("--items", type=int, default=2000)
+    parser.add_argument("--out", type=Path, help="a JSON file for the runs")
+    args = parser.parse_args()
+    rates = [float(rate) for rate in args.rates.split(",")]
+    env = {**os.environ, "RECOMATRIX_DATA__N_EVENTS": "20000"}
+    users = [f"user-{k}" for k in range(args.users)]
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="rx-steady-") as tmp:
+        folder = Path(tmp)
+        with redis_server(folder) as url:
+            home, port = folder / "home", free_port()
+            serve = [RECOMATRIX, "serve", "--backend", "redis", "--redis-url", url, "--workers",
+                     "1", "--port", str(port), "--home", str(home), "--items", str(args.items),
+                     "--users", str(args.users), "--encoder", "hashing"]  # fmt: skip
+            with running(serve, folder / "serve.log", env):
+                wait_ready(f"http://127.0.0.1:{port}")
+                items = sorted(str(i) for i in redis_items(url))
+            names = [f"steady-w{n}" for n in range(1, args.workers + 1)]
+            with contextlib.ExitStack() as workers:
+                pids = [workers.enter_context(running(
+                    [RECOMATRIX, "worker", "--redis-url", url, "--home", str(home), "--name", name],
+                    folder / f"{name}.log", env)).pid for name in names]  # fmt: skip
+                bus = RedisStreamsBus.from_url(url)
+                wait_drained(bus)
+                wait_sharing(bus, names)
+                for rate in rates:
+                    run = steady(url, (users, items), pids, rate, args.probes)
+                    print(json.dumps(run), flush=True)
+                    runs.append(run)
+                    wait_drained(bus)
+                bus.close()
+    if args.out:
+        args.out.write_text(json.dumps({"workers": args.workers, "runs": runs}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
