@@ -401,3 +401,60 @@ def test_a_worker_paused_past_its_lease_does_not_overwrite_the_new_owners_users(
     (item,) = store.get_items(["i1"])
     assert item is not None and item.windows.get("1h", now=T0 + 3)["click"] == 3.0
     assert publisher.lag("stream") == 0
+
+
+class StallingBus(RedisStreamsBus):
+    """Runs `stall` once between renewing its leases and reading the streams: a consumer
+    frozen there past its lease reads entries of a partition that is no longer its own."""
+
+    stall: Callable[[], None] | None = None
+
+    def _rebalance(self, group: str, consumer: str) -> list[int]:
+        owned = super()._rebalance(group, consumer)
+        if self.stall is not None:
+            stall, self.stall = self.stall, None
+            stall()
+        return owned
+
+
+def test_events_read_by_a_worker_that_lost_the_partition_are_taken_over_once_stuck(
+    redis_url: str,
+) -> None:
+    """B took the partition over (nothing pending then) before A, frozen, read e1: A's write
+    is refused and e1 waits in A's pending list, where no take-over looks. B's look for
+    stuck deliveries applies it, once."""
+    options = "?partitions=1&lease_s=0.3"
+    a_bus, b_bus = (
+        StallingBus.from_url(redis_url + options),
+        RedisStreamsBus.from_url(redis_url + options),
+    )
+    settings = StreamSettings(stuck_after_s=1.0)
+    a, b = (StreamProcessor(bus=bus, store=RedisOnlineStore.from_url(
+                redis_url, fence=bus.fence("stream", name)),
+            item_vector=ITEM_VECTORS.get, settings=settings, consumer=name)
+            for bus, name in ((a_bus, "a"), (b_bus, "b")))  # fmt: skip
+    publisher = RedisStreamsBus.from_url(redis_url + options)
+    publisher.publish([Event("e0", "u1", "i1", "click", T0)])
+    assert a.run_once(block_s=0.5) == 1
+    a.flush()
+
+    def stall() -> None:
+        time.sleep(0.4)  # A's lease lapses
+        assert b.run_once(block_s=0.1) == 0  # B holds the partition; nothing is pending
+        publisher.publish([Event("e1", "u1", "i1", "click", T0 + 1)])
+
+    assert isinstance(a_bus, StallingBus)
+    a_bus.stall = stall
+    assert a.run_once(block_s=0.5) == 0  # read e1 after all; its write was refused
+    assert publisher.lag("stream") == 1
+    applied, deadline = 0, time.monotonic() + 10
+    while applied == 0 and time.monotonic() < deadline:
+        applied += b.run_once(block_s=0.1)
+    b.flush()
+    assert applied == 1
+    store = RedisOnlineStore.from_url(redis_url)
+    (user,) = store.get_users(["u1"])
+    assert user is not None and user.windows.get("1h", now=T0 + 1)["click"] == 2.0
+    (item,) = store.get_items(["i1"])
+    assert item is not None and item.windows.get("1h", now=T0 + 1)["click"] == 2.0
+    assert publisher.lag("stream") == 0

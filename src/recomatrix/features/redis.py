@@ -233,11 +233,6 @@ class RedisOnlineStore:
         leases: list[str],
     ) -> None:
         """`put_users` on a cluster, where the keys sit in many slots: not atomic."""
-        if leases and self.fence is not None:  # one slot ({group}): one MGET
-            holders = cast(list[bytes | None], self.client.mget(leases))
-            for key, holder in zip(leases, holders, strict=True):
-                if holder is None or holder.decode() != self.fence.holder:
-                    raise LeaseLost(f"{key} is not held by {self.fence.holder}")
         partial = [user for user in users if not user.whole]
         if partial:
             pipe = self.client.pipeline(transaction=False)
@@ -246,6 +241,11 @@ class RedisOnlineStore:
             for user, exists in zip(partial, pipe.execute(), strict=True):
                 if not exists:
                     user.write_whole()
+        if leases and self.fence is not None:  # one slot ({group}): one MGET, last thing
+            holders = cast(list[bytes | None], self.client.mget(leases))
+            for key, holder in zip(leases, holders, strict=True):
+                if holder is None or holder.decode() != self.fence.holder:
+                    raise LeaseLost(f"{key} is not held by {self.fence.holder}")
         pipe = self.client.pipeline(transaction=False)
         for user in users:
             pipe.hset(user.key, mapping=cast(Mapping[Any, Any], user.fields))

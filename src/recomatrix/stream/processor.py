@@ -55,6 +55,10 @@ class StreamSettings:
     # On such a bus, item counts are added (and batches acknowledged) this often, for all
     # the batches applied since (users are written with every batch); 0 = every batch.
     item_flush_s: float = 0.25
+    # Deliveries pending this long on a partition this consumer holds are taken over: a
+    # consumer that read them after losing the partition (it stalled between renewing its
+    # lease and reading) had its write refused and left them. Looked for every quarter of it.
+    stuck_after_s: float = 60.0
 
     def __post_init__(self) -> None:
         if self.cached_users < 0:
@@ -63,6 +67,9 @@ class StreamSettings:
         if self.cached_user_age_s <= 0:
             raise ValueError(f"setting stream.cached_user_age_s: {self.cached_user_age_s} "
                              "must be > 0 (seconds)")  # fmt: skip
+        if self.stuck_after_s <= 0:
+            raise ValueError(f"setting stream.stuck_after_s: {self.stuck_after_s} must be > 0 "
+                             "(seconds; keep it well above the bus lease, 15 s)")  # fmt: skip
         if self.item_flush_s < 0:
             raise ValueError(f"setting stream.item_flush_s: {self.item_flush_s} is negative; "
                              "use 0 to add item counts with every batch")  # fmt: skip
@@ -101,7 +108,7 @@ class StreamProcessor:
         self._defer_items = self._owner is not None and settings.item_flush_s > 0
         self._item_backlog: dict[str, Event] = {}  # by event id: a repeat is counted once
         self._unacked: list[str] = []
-        self._flushed = time.monotonic()
+        self._flushed = self._looked_for_stuck = time.monotonic()
         self.users: UserCache | None = None
         # A store handing out its own objects (`shares_states`) would show readers the
         # cached states as they change.
@@ -194,6 +201,10 @@ class StreamProcessor:
         for several batches instead of one per batch, the main cost of Redis under load.
         """
         deliveries, self._retry = self._retry, []
+        if not deliveries and self._stuck_due():
+            deliveries = self.bus.reclaim(
+                self.group, self.consumer, min_idle_s=self.settings.stuck_after_s
+            )
         if not deliveries:
             batch = self.settings.batch_events if max_events is None else max_events
             deliveries = self.bus.consume(
@@ -230,12 +241,21 @@ class StreamProcessor:
         self._rescore_when_due(fresh)
         return len(fresh)
 
+    def _stuck_due(self) -> bool:
+        if time.monotonic() - self._looked_for_stuck < self.settings.stuck_after_s / 4:
+            return False
+        self._looked_for_stuck = time.monotonic()
+        return True
+
     def _give_up_partitions(self, lost: LeaseLost) -> None:
         """The store refused a user write: another consumer holds one of the batch's
-        partitions now. Nothing of the batch was written. It and the batches waiting for
-        their item counts stay pending on the bus, unacknowledged: whoever holds each
-        partition takes them over (this consumer too, for those it still holds, at its next
-        `consume`), and, applied again, they count what was not counted."""
+        partitions now. No user state or applied-event record of the batch was written
+        (its events may be in the offline log already, which a redelivery repeats, as after
+        a crash). It and the batches waiting for their item counts stay pending on the bus,
+        unacknowledged: whoever holds each partition takes them over (this consumer too, for
+        those it still holds, at its next `consume`; the holder of the others at its next
+        look for stuck deliveries, `stuck_after_s`), and, applied again, they count what was
+        not counted."""
         log.warning("stream processor %s: %s; dropping its batch for the new owner",
                     self.consumer, lost)  # fmt: skip
         self._item_backlog, self._unacked = {}, []

@@ -42,11 +42,13 @@ class ItemVectors:
         self._converted_max = converted
 
     def get(self, item_id: ItemId) -> np.ndarray | None:
+        # The feed's changes first: `apply` runs in the feed's thread, and may land between
+        # this thread's look at `_changed` and its store of a converted row.
+        if item_id in self._changed:
+            return self._changed[item_id]
         vector = self._float32.get(item_id)
         if vector is not None:
             return vector
-        if item_id in self._changed:
-            return self._changed[item_id]
         key = self._keys.get(item_id)
         if key is None:
             return None
