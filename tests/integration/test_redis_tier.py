@@ -458,3 +458,45 @@ def test_events_read_by_a_worker_that_lost_the_partition_are_taken_over_once_stu
     (item,) = store.get_items(["i1"])
     assert item is not None and item.windows.get("1h", now=T0 + 1)["click"] == 2.0
     assert publisher.lag("stream") == 0
+
+
+def test_a_worker_losing_one_partition_keeps_the_counts_it_owed_on_the_other(
+    redis_url: str,
+) -> None:
+    """A holds partitions P and Q. Its batch on Q is applied to the users and waits for the
+    item flush when its write on P is refused (B took P). A drops both, unacknowledged: Q's
+    batch comes back to A itself, P's went to B, and every count lands exactly once."""
+    options = "?partitions=2&lease_s=5"
+    a_bus, b_bus = (RedisStreamsBus.from_url(redis_url + options) for _ in range(2))
+    settings = StreamSettings(item_flush_s=60.0)  # A flushes only when told
+    a_store = PausingStore.from_url(redis_url, fence=a_bus.fence("stream", "a"))
+    b_store = RedisOnlineStore.from_url(redis_url, fence=b_bus.fence("stream", "b"))
+    a, b = (StreamProcessor(bus=bus, store=store, item_vector=ITEM_VECTORS.get,
+                            settings=settings, consumer=name)
+            for bus, store, name in ((a_bus, a_store, "a"), (b_bus, b_store, "b")))  # fmt: skip
+    users = [f"u{k}" for k in range(20)]
+    uq = next(u for u in users if a_bus.partition_of(u) == 0)
+    up = next(u for u in users if a_bus.partition_of(u) == 1)
+    publisher = RedisStreamsBus.from_url(redis_url + options)
+    publisher.publish([Event("eq", uq, "i1", "click", T0)])
+    assert a.run_once(block_s=0.5) == 1  # Q's users written, its item count deferred
+    publisher.publish([Event("ep", up, "i2", "click", T0 + 1)])
+
+    def take_p() -> None:
+        a_bus.client.delete(a_bus.fence("stream", "a").lease_key(up))
+        assert b.run_once(block_s=0.1) == 1  # B acquires P and takes over ep, pending on A
+        b.flush()
+
+    assert isinstance(a_store, PausingStore)
+    a_store.pause = take_p
+    assert a.run_once(block_s=0.5) == 0  # ep's write refused: A drops ep and eq's flush
+    assert publisher.lag("stream") == 1  # eq: applied to its user, not yet to its item
+    assert a.run_once(block_s=0.5) == 0  # takes eq back over: its user has it already
+    a.flush()
+    store = RedisOnlineStore.from_url(redis_url)
+    for user_id, item_id in ((uq, "i1"), (up, "i2")):
+        (user,) = store.get_users([user_id])
+        assert user is not None and user.windows.get("1h", now=T0 + 1) == {"click": 1.0}
+        (item,) = store.get_items([item_id])
+        assert item is not None and item.windows.get("1h", now=T0 + 1) == {"click": 1.0}
+    assert publisher.lag("stream") == 0
