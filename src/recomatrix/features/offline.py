@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -132,8 +133,20 @@ class ParquetLog:
 
 
 def read_events(root: Path) -> pa.Table:
-    """Every event in the log under `root` as one table."""
-    return _read(root / "events", EVENT_SCHEMA)
+    """Every event in the log under `root` as one table, once per event id (the first row).
+
+    Events are appended before their effects are committed, so a batch delivered again
+    (after a worker's crash, or a user write refused by the lease fence) repeats its rows
+    in the log. SQL readers of the parts do the same with `DISTINCT ON (event_id)`.
+    """
+    table = _read(root / "events", EVENT_SCHEMA)
+    if table.num_rows == 0:
+        return table
+    ids = table.column("event_id").to_numpy(zero_copy_only=False)
+    _, first = np.unique(ids, return_index=True)
+    if len(first) == table.num_rows:
+        return table
+    return table.take(np.sort(first))
 
 
 def read_impressions(root: Path) -> pa.Table:
