@@ -107,11 +107,11 @@ def test_two_workers_count_every_event_exactly_once(
         assert item.total_engaged == sum(1 for e in mine if e.type in ENGAGED)
 
 
-class CrashingStore(RedisOnlineStore):
-    """Dies once, when told to, as it is about to write the users (on a partitioned bus
-    the processor writes users first, then items; see the next test for that window)."""
+class HookedStore(RedisOnlineStore):
+    """Runs `before_write` once, as it is about to write users: a worker dying there (the
+    hook raises) or stalling there (GC, swap, a slow disk) past its lease."""
 
-    crash_next = False
+    before_write: Callable[[], None] | None = None
 
     def put_users(
         self,
@@ -120,22 +120,28 @@ class CrashingStore(RedisOnlineStore):
         applied_events: Sequence[str] = (),
         changed: Mapping[UserId, Collection[str]] | None = None,
     ) -> None:
-        if self.crash_next and applied_events:
-            self.crash_next = False
-            raise ConnectionError("worker died between the item and the user write")
+        if self.before_write is not None:
+            hook, self.before_write = self.before_write, None
+            hook()
         super().put_users(states, applied_events=applied_events, changed=changed)
+
+
+def die() -> None:
+    """On a partitioned bus the processor writes users first, then items (see the next test
+    for that window)."""
+    raise ConnectionError("worker died between the item and the user write")
 
 
 def test_a_batch_retried_after_a_crash_between_writes_is_counted_once(redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url)
-    bus, store = RedisStreamsBus(client=client), CrashingStore(client=client)
+    bus, store = RedisStreamsBus(client=client), HookedStore(client=client)
     processor = StreamProcessor(bus=bus, store=store, item_vector=ITEM_VECTORS.get)
     events = synthetic_events(80, users=3, items=2)
     bus.publish(events[:40])
     assert processor.run_once(block_s=0) == 40  # the worker now holds the users' states
     processor.flush()
     bus.publish(events[40:])
-    store.crash_next = True
+    store.before_write = die
     with pytest.raises(ConnectionError):
         processor.run_once(block_s=0)
     assert bus.lag(processor.group) == 40  # nothing acknowledged
@@ -344,25 +350,6 @@ def test_a_fenced_user_write_lands_only_while_its_writer_holds_the_lease(
         assert store.seen_events(["e1", "e2"]) == [True, False]
 
 
-class PausingStore(RedisOnlineStore):
-    """Runs `pause` once before a user write: a worker stalled (GC, swap, a slow disk) past
-    its lease between reading a batch's users and writing them back."""
-
-    pause: Callable[[], None] | None = None
-
-    def put_users(
-        self,
-        states: Sequence[UserState],
-        *,
-        applied_events: Sequence[str] = (),
-        changed: Mapping[UserId, Collection[str]] | None = None,
-    ) -> None:
-        if self.pause is not None:
-            pause, self.pause = self.pause, None
-            pause()
-        super().put_users(states, applied_events=applied_events, changed=changed)
-
-
 def test_a_worker_paused_past_its_lease_does_not_overwrite_the_new_owners_users(
     redis_url: str,
 ) -> None:
@@ -371,7 +358,7 @@ def test_a_worker_paused_past_its_lease_does_not_overwrite_the_new_owners_users(
     it, and every event is counted once."""
     options = "?partitions=1&lease_s=0.3"
     a_bus, b_bus = (RedisStreamsBus.from_url(redis_url + options) for _ in range(2))
-    a_store = PausingStore.from_url(redis_url, fence=a_bus.fence("stream", "a"))
+    a_store = HookedStore.from_url(redis_url, fence=a_bus.fence("stream", "a"))
     b_store = RedisOnlineStore.from_url(redis_url, fence=b_bus.fence("stream", "b"))
     a, b = (StreamProcessor(bus=bus, store=store, item_vector=ITEM_VECTORS.get, consumer=name)
             for bus, store, name in ((a_bus, a_store, "a"), (b_bus, b_store, "b")))  # fmt: skip
@@ -389,8 +376,8 @@ def test_a_worker_paused_past_its_lease_does_not_overwrite_the_new_owners_users(
         assert b.run_once(block_s=0.5) == 1  # then reads c2
         b.flush()
 
-    assert isinstance(a_store, PausingStore)
-    a_store.pause = stall
+    assert isinstance(a_store, HookedStore)
+    a_store.before_write = stall
     epoch = a_bus.ownership_epoch("stream", "a")
     assert a.run_once(block_s=0.5) == 0  # its write of c1 was refused
     assert a_bus.ownership_epoch("stream", "a") > epoch  # it re-reads what it holds
@@ -469,7 +456,7 @@ def test_a_worker_losing_one_partition_keeps_the_counts_it_owed_on_the_other(
     options = "?partitions=2&lease_s=5"
     a_bus, b_bus = (RedisStreamsBus.from_url(redis_url + options) for _ in range(2))
     settings = StreamSettings(item_flush_s=60.0)  # A flushes only when told
-    a_store = PausingStore.from_url(redis_url, fence=a_bus.fence("stream", "a"))
+    a_store = HookedStore.from_url(redis_url, fence=a_bus.fence("stream", "a"))
     b_store = RedisOnlineStore.from_url(redis_url, fence=b_bus.fence("stream", "b"))
     a, b = (StreamProcessor(bus=bus, store=store, item_vector=ITEM_VECTORS.get,
                             settings=settings, consumer=name)
@@ -487,8 +474,8 @@ def test_a_worker_losing_one_partition_keeps_the_counts_it_owed_on_the_other(
         assert b.run_once(block_s=0.1) == 1  # B acquires P and takes over ep, pending on A
         b.flush()
 
-    assert isinstance(a_store, PausingStore)
-    a_store.pause = take_p
+    assert isinstance(a_store, HookedStore)
+    a_store.before_write = take_p
     assert a.run_once(block_s=0.5) == 0  # ep's write refused: A drops ep and eq's flush
     assert publisher.lag("stream") == 1  # eq: applied to its user, not yet to its item
     assert a.run_once(block_s=0.5) == 0  # takes eq back over: its user has it already
