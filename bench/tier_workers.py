@@ -21,6 +21,7 @@ from bench.tier_setup import make_events, running, scheduled_s
 from recomatrix.bench.common import percentiles
 from recomatrix.events.redis import RedisStreamsBus
 from recomatrix.features.redis import RedisOnlineStore
+from recomatrix.features.state import ItemState, UserState
 from recomatrix.types import Event
 
 RECOMATRIX = str(Path(sys.executable).with_name("recomatrix"))
@@ -127,10 +128,12 @@ def visibility(
         user, item = f"probe-{label}-{k}", f"probe-item-{label}-{k}"
         started = time.perf_counter()
         bus.publish([Event(f"{user}-e", user, item, "click", time.time())])
+        reads: dict[str, tuple[Any, str]] = {"user": (store.get_users, user),
+                                             "item": (store.get_items, item)}  # fmt: skip
         seen: dict[str, float] = {}  # "user" / "item" -> ms until its features showed it
         while len(seen) < 2:
-            for side, shows in (("user", user_visible), ("item", item_visible)):
-                if side not in seen and shows(store, user if side == "user" else item):
+            for side, (get, key) in reads.items():
+                if side not in seen and shows_click(get([key])[0]):
                     seen[side] = (time.perf_counter() - started) * 1000
             overloaded = time.perf_counter() - started > GIVE_UP_S
             if overloaded or len(seen) == 2:
@@ -159,13 +162,8 @@ def visibility(
             "item_visible_ms": percentiles(item_samples), "cores": cores}  # fmt: skip
 
 
-def user_visible(store: RedisOnlineStore, user: str) -> bool:
-    state = store.get_users([user])[0]
-    return state is not None and bool(state.windows.get("5m", now=time.time()).get("click"))
-
-
-def item_visible(store: RedisOnlineStore, item: str) -> bool:
-    state = store.get_items([item])[0]
+def shows_click(state: UserState | ItemState | None) -> bool:
+    """Whether a user's or an item's 5-minute window holds a click."""
     return state is not None and bool(state.windows.get("5m", now=time.time()).get("click"))
 
 
