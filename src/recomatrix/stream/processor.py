@@ -12,7 +12,7 @@ import math
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -165,7 +165,7 @@ class StreamProcessor:
         if self.offline_sink is not None:  # before the commit: a crash repeats, never loses
             self.offline_sink(fresh)
         if count_items:
-            self.store.add_item_counts([c for e in fresh for c in _item_counts(e)])
+            self.store.add_item_counts(item_counts(fresh))
         self.store.put_users(
             list(users.values()), applied_events=[e.event_id for e in fresh], changed=changed
         )
@@ -268,9 +268,7 @@ class StreamProcessor:
         pending, delivered again to whoever holds their partitions (users skip them, items
         count what they have not counted)."""
         if self._item_backlog:
-            self.store.add_item_counts(
-                [c for e in self._item_backlog.values() for c in _item_counts(e)]
-            )
+            self.store.add_item_counts(item_counts(self._item_backlog.values()))
             self._item_backlog = {}
         if self._unacked:
             self.bus.ack(self.group, self._unacked)
@@ -439,13 +437,14 @@ def _engage_session(
     return True
 
 
-def _item_counts(event: Event) -> list[ItemCount]:
-    """The counters one event adds to its item."""
-    counts = [ItemCount(event.event_id, event.item_id, event.type, event.ts)]
-    if event.watch_seconds:
-        counts.append(
-            ItemCount(event.event_id, event.item_id, "watch_seconds", event.ts, event.watch_seconds)
-        )
+def item_counts(events: Iterable[Event]) -> list[ItemCount]:
+    """The counters the events add to their items (one per event, plus its watch time)."""
+    counts = []
+    for event in events:
+        counts.append(ItemCount(event.event_id, event.item_id, event.type, event.ts))
+        if event.watch_seconds:
+            counts.append(ItemCount(event.event_id, event.item_id, "watch_seconds", event.ts,
+                                    event.watch_seconds))  # fmt: skip
     return counts
 
 

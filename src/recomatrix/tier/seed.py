@@ -15,7 +15,7 @@ from typing import cast
 from recomatrix.engine import Engine
 from recomatrix.features.base import OnlineStore
 from recomatrix.features.redis import RedisOnlineStore
-from recomatrix.stream.processor import _item_counts  # the one definition of an event's counts
+from recomatrix.stream.processor import item_counts  # the one definition of an event's counts
 from recomatrix.tier.broadcast import ItemFeed
 from recomatrix.tier.snapshot import Snapshot, save_snapshot
 from recomatrix.types import Event, ItemId, UserId
@@ -44,7 +44,7 @@ def seed_redis(
         states = source.get_users(users[start : start + _CHUNK])
         target.put_users([s for s in states if s is not None])
     for start in range(0, len(events), _CHUNK):
-        target.add_item_counts([c for e in events[start : start + _CHUNK] for c in _item_counts(e)])
+        target.add_item_counts(item_counts(events[start : start + _CHUNK]))
     target.set_trending(dict(source.top_trending(target.max_trending)))
 
 
