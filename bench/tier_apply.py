@@ -27,7 +27,7 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `bench.*`, not installed
 
-from bench.tier_setup import make_events
+from bench.tier_setup import command_usec, make_events
 
 from recomatrix.bench.common import machine
 from recomatrix.events.redis import RedisStreamsBus
@@ -43,11 +43,8 @@ def redis_cpu_s(client: redis.Redis) -> float:
 
 
 def redis_us_per_event(client: redis.Redis, events: int) -> dict[str, float]:
-    """Redis's own time per command (`INFO commandstats`) per applied event, largest first;
-    a script's time includes the commands it calls, which are also listed on their own."""
-    stats = client.info("commandstats")
-    spent = {name.removeprefix("cmdstat_"): float(row["usec"]) / events
-             for name, row in stats.items()}  # fmt: skip
+    """Redis's own time per command (`command_usec`) per applied event, largest first."""
+    spent = {name: usec / events for name, usec in command_usec(client).items()}
     return {name: round(us, 2) for name, us in sorted(spent.items(), key=lambda kv: -kv[1])
             if us >= 0.05}  # fmt: skip
 

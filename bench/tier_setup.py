@@ -80,3 +80,10 @@ def scheduled_s(pid: int) -> tuple[float, float]:
             totals[0] += int(running_ns)
             totals[1] += int(waiting_ns)
     return totals[0] / 1e9, totals[1] / 1e9
+
+
+def command_usec(client: Any) -> dict[str, int]:
+    """Redis's own time per command since its last stats reset (`INFO commandstats`), in
+    microseconds; a script's time includes the commands it calls, also listed on their own."""
+    stats = client.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(row["usec"]) for name, row in stats.items()}

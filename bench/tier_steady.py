@@ -27,7 +27,7 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `bench.*`, not installed
 
 from bench.tier import redis_items
-from bench.tier_setup import running, wait_ready
+from bench.tier_setup import command_usec, running, wait_ready
 from bench.tier_workers import RECOMATRIX, visibility, wait_drained, wait_sharing
 
 from recomatrix.events.redis import RedisStreamsBus
@@ -36,20 +36,13 @@ from recomatrix.loopback import free_port, redis_server
 Json = dict[str, Any]
 
 
-def command_usec(url: str) -> dict[str, int]:
-    client = redis.Redis.from_url(url)
-    try:
-        stats = client.info("commandstats")
-    finally:
-        client.close()
-    return {name.removeprefix("cmdstat_"): int(row["usec"]) for name, row in stats.items()}
-
-
 def steady(url: str, world: tuple[list[str], list[str]], pids: list[int], rate: float,
            probes: int) -> Json:  # fmt: skip
-    before = command_usec(url)
+    client = redis.Redis.from_url(url)
+    before = command_usec(client)
     run = visibility(url, world, rate=rate, probes=probes, label=f"steady-{rate:g}", workers=pids)
-    after = command_usec(url)
+    after = command_usec(client)
+    client.close()
     events_per_s = run["load_events_per_s"]
     run["cpu_us_per_event"] = {name: round(share["on_cpu"] / events_per_s * 1e6, 1)
                                for name, share in run["cores"].items()}  # fmt: skip
