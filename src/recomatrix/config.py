@@ -18,7 +18,7 @@ from typing import Any
 
 from recomatrix.retrieval.main_index import MAIN_INDEXES
 from recomatrix.retrieval.sources import SourceSizes
-from recomatrix.stream.processor import StreamSettings
+from recomatrix.stream.settings import StreamSettings
 
 
 @dataclass(frozen=True, slots=True)

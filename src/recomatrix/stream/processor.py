@@ -12,67 +12,22 @@ import math
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-
-import numpy as np
+from collections.abc import Callable, Sequence
 
 from recomatrix.degrade import FailureLog
 from recomatrix.events.base import Delivery, EventBus, OwnsPartitions
-from recomatrix.features.base import ItemCount, LeaseLost, OnlineStore
-from recomatrix.features.state import (
-    ENGAGED,
-    ItemState,
-    SessionVector,
-    UserState,
-    engaged,
-    trending_score,
-)
-from recomatrix.features.windows import WINDOWS, WindowCounts
+from recomatrix.features.base import LeaseLost, OnlineStore
+from recomatrix.features.state import ItemState, UserState, engaged, trending_score
+from recomatrix.stream.settings import StreamSettings
+from recomatrix.stream.updates import VectorLookup, item_counts, update_user
 from recomatrix.stream.user_cache import UserCache
-from recomatrix.types import ENGAGEMENT_WEIGHT, WATCHED_TYPES, Event, ItemId, UserId
+from recomatrix.types import Event, ItemId, UserId
+
+__all__ = ["StreamProcessor", "StreamSettings", "VectorLookup", "item_counts"]
 
 log = logging.getLogger(__name__)
 
-VectorLookup = Callable[[ItemId], "np.ndarray | None"]
 EventSink = Callable[[Sequence[Event]], None]
-
-
-@dataclass(frozen=True, slots=True)
-class StreamSettings:
-    session_half_life_s: float = 600.0  # session interest fades to half in 10 minutes
-    recent_items: int = 50  # length of the recent-items list per user
-    history_items: int = 200  # positive items kept per user for the long-term profile
-    watched_retention_s: float = 7 * 86400.0  # watched-at entries older than this are dropped
-    skipped_retention_s: float = 86400.0  # skipped-at entries older than this are dropped
-    trending_refresh_s: float = 5.0  # how often cooling items are re-scored at wall time
-    trending_interval_s: float = 1.0  # the consuming loop re-scores touched items this often
-    batch_events: int = 10_000  # most events the consuming loop takes from the bus at once
-    # User states a worker keeps decoded between batches, on a bus that gives each user's
-    # events to one consumer at a time (`OwnsPartitions`; 0 = always read the store).
-    cached_users: int = 20_000
-    cached_user_age_s: float = 60.0  # read from the store again after this long
-    # On such a bus, item counts are added (and batches acknowledged) this often, for all
-    # the batches applied since (users are written with every batch); 0 = every batch.
-    item_flush_s: float = 0.25
-    # Deliveries pending this long on a partition this consumer holds are taken over: a
-    # consumer that read them after losing the partition (it stalled between renewing its
-    # lease and reading) had its write refused and left them. Looked for every quarter of it.
-    stuck_after_s: float = 60.0
-
-    def __post_init__(self) -> None:
-        if self.cached_users < 0:
-            raise ValueError(f"setting stream.cached_users: {self.cached_users} is negative; "
-                             "use 0 to read users from the store every batch")  # fmt: skip
-        if self.cached_user_age_s <= 0:
-            raise ValueError(f"setting stream.cached_user_age_s: {self.cached_user_age_s} "
-                             "must be > 0 (seconds)")  # fmt: skip
-        if self.stuck_after_s <= 0:
-            raise ValueError(f"setting stream.stuck_after_s: {self.stuck_after_s} must be > 0 "
-                             "(seconds; keep it well above the bus lease, 15 s)")  # fmt: skip
-        if self.item_flush_s < 0:
-            raise ValueError(f"setting stream.item_flush_s: {self.item_flush_s} is negative; "
-                             "use 0 to add item counts with every batch")  # fmt: skip
 
 
 class StreamProcessor:
@@ -159,7 +114,7 @@ class StreamProcessor:
             by_user[event.user_id].append(event)
         users = self._load_users(sorted(by_user), copy_on_write, cached=consumed)
         changed = {
-            user_id: _update_user(users[user_id], user_events, self.settings, self.item_vector)
+            user_id: update_user(users[user_id], user_events, self.settings, self.item_vector)
             for user_id, user_events in by_user.items()
         }
         if self.offline_sink is not None:  # before the commit: a crash repeats, never loses
@@ -354,119 +309,3 @@ def _trending_score_of(state: ItemState | None, now: float) -> float:
 
 def _event_time(event: Event) -> float:
     return event.ts
-
-
-def _update_user(
-    user: UserState, events: Sequence[Event], settings: StreamSettings, item_vector: VectorLookup
-) -> set[str]:
-    """Apply one user's new events, oldest first, batched: one window add per (field, 10 s
-    bucket) and one session-vector update for all the engagement (the same sums).
-    Returns the names of the state's fields it changed."""
-    changed = {"windows", "last_ts"}
-    _count_in_windows(user.windows, events)
-    if _engage_session(user.session, events, settings.session_half_life_s, item_vector):
-        changed.add("session")
-    # Recent items feed the "share of this genre in what you just watched" feature: a
-    # skip is the opposite of interest, so it must not make its genre look wanted.
-    newest_first: dict[ItemId, None] = {}
-    for event in reversed(events):
-        if event.type not in ("impression", "skip"):
-            newest_first.setdefault(event.item_id)
-    if newest_first:
-        older = [i for i in user.recent_items if i not in newest_first]
-        user.recent_items = [*newest_first, *older][: settings.recent_items]
-        changed.add("recent_items")
-    positives = [e.item_id for e in events if e.type in ENGAGED]
-    if positives:
-        user.history.extend(positives)
-        del user.history[: -settings.history_items]
-        # The trained vector no longer covers the history: the engine recomputes it from
-        # the history at the next request (as the ranker's training rows do at each event).
-        user.long_term = None
-        changed.update(("history", "long_term"))
-    watched = [e for e in events if e.type in WATCHED_TYPES]
-    if watched:
-        user.watched = _remember(user.watched, watched, settings.watched_retention_s)
-        changed.add("watched")
-    skipped = [e for e in events if e.type == "skip"]
-    if skipped:
-        user.skipped = _remember(user.skipped, skipped, settings.skipped_retention_s)
-        changed.add("skipped")
-    user.last_ts = max(user.last_ts, events[-1].ts)
-    return changed
-
-
-def _count_in_windows(windows: WindowCounts, events: Sequence[Event]) -> None:
-    """Add events to rolling windows summed per 10 s bucket: every window's buckets are
-    whole multiples of the 10 s one, so the counts land where single adds would."""
-    finest = WINDOWS[0]
-    sums: dict[int, tuple[float, dict[str, float]]] = {}  # bucket -> (a ts in it, amounts)
-    for event in events:
-        amounts = sums.setdefault(finest.bucket_of(event.ts), (event.ts, {}))[1]
-        amounts[event.type] = amounts.get(event.type, 0.0) + 1.0
-        if event.watch_seconds:
-            amounts["watch_seconds"] = amounts.get("watch_seconds", 0.0) + event.watch_seconds
-    for ts, amounts in sums.values():
-        windows.add_amounts(amounts, ts=ts)
-
-
-def _engage_session(
-    session: SessionVector, events: Sequence[Event], half_life_s: float, item_vector: VectorLookup
-) -> bool:
-    """Add the events' weighted item vectors to the session in one step: each fades from its
-    event time to the newest time seen, as `SessionVector.add` one by one would. False when
-    no event engaged with an item that has a vector (the session is unchanged)."""
-    times, weights, vectors = [], [], []
-    for event in events:
-        weight = ENGAGEMENT_WEIGHT.get(event.type, 0.0)
-        vector = item_vector(event.item_id) if weight else None
-        if vector is not None:
-            times.append(event.ts)
-            weights.append(weight)
-            vectors.append(vector)
-    if not vectors:
-        return False
-    if session.vector is None:
-        session.vector, session.ts = np.zeros_like(vectors[0], dtype=np.float32), times[0]
-    newest = max(session.ts, times[-1])
-    ages = newest - np.array([session.ts, *times])
-    fades = np.power(0.5, ages / half_life_s) * np.array([1.0, *weights])
-    stacked = np.array([session.vector, *vectors], dtype=np.float32)
-    session.vector = fades.astype(np.float32) @ stacked
-    session.ts = newest
-    return True
-
-
-def item_counts(events: Iterable[Event]) -> list[ItemCount]:
-    """The counters the events add to their items (one per event, plus its watch time)."""
-    counts = []
-    for event in events:
-        counts.append(ItemCount(event.event_id, event.item_id, event.type, event.ts))
-        if event.watch_seconds:
-            counts.append(ItemCount(event.event_id, event.item_id, "watch_seconds", event.ts,
-                                    event.watch_seconds))  # fmt: skip
-    return counts
-
-
-def _remember(
-    seen: dict[ItemId, float], events: Sequence[Event], retention_s: float
-) -> dict[ItemId, float]:
-    """`seen` with the events' items at their latest time, past retention pruned.
-
-    A touched item moves to the end, so the map stays in order of last touch (about time
-    order) and pruning only walks the expired entries at its front: a heavy user's
-    hundreds of recent entries are not scanned on every event. An entry touched late with
-    an old time may outlive retention until it reaches the front (kept longer, not lost).
-    """
-    for event in events:
-        seen[event.item_id] = max(event.ts, seen.pop(event.item_id, 0.0))
-    if len(seen) > 256:
-        horizon = events[-1].ts - retention_s
-        expired = []
-        for item_id, ts in seen.items():
-            if ts >= horizon:
-                break
-            expired.append(item_id)
-        for item_id in expired:
-            del seen[item_id]
-    return seen

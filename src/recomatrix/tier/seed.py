@@ -15,7 +15,7 @@ from typing import cast
 from recomatrix.engine import Engine
 from recomatrix.features.base import OnlineStore
 from recomatrix.features.redis import RedisOnlineStore
-from recomatrix.stream.processor import item_counts  # the one definition of an event's counts
+from recomatrix.stream.updates import item_counts  # the one definition of an event's counts
 from recomatrix.tier.broadcast import ItemFeed
 from recomatrix.tier.snapshot import Snapshot, save_snapshot
 from recomatrix.types import Event, ItemId, UserId

@@ -1,0 +1,42 @@
+"""The stream processor's settings (`[stream]` in the config file)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSettings:
+    session_half_life_s: float = 600.0  # session interest fades to half in 10 minutes
+    recent_items: int = 50  # length of the recent-items list per user
+    history_items: int = 200  # positive items kept per user for the long-term profile
+    watched_retention_s: float = 7 * 86400.0  # watched-at entries older than this are dropped
+    skipped_retention_s: float = 86400.0  # skipped-at entries older than this are dropped
+    trending_refresh_s: float = 5.0  # how often cooling items are re-scored at wall time
+    trending_interval_s: float = 1.0  # the consuming loop re-scores touched items this often
+    batch_events: int = 10_000  # most events the consuming loop takes from the bus at once
+    # User states a worker keeps decoded between batches, on a bus that gives each user's
+    # events to one consumer at a time (`OwnsPartitions`; 0 = always read the store).
+    cached_users: int = 20_000
+    cached_user_age_s: float = 60.0  # read from the store again after this long
+    # On such a bus, item counts are added (and batches acknowledged) this often, for all
+    # the batches applied since (users are written with every batch); 0 = every batch.
+    item_flush_s: float = 0.25
+    # Deliveries pending this long on a partition this consumer holds are taken over: a
+    # consumer that read them after losing the partition (it stalled between renewing its
+    # lease and reading) had its write refused and left them. Looked for every quarter of it.
+    stuck_after_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.cached_users < 0:
+            raise ValueError(f"setting stream.cached_users: {self.cached_users} is negative; "
+                             "use 0 to read users from the store every batch")  # fmt: skip
+        if self.cached_user_age_s <= 0:
+            raise ValueError(f"setting stream.cached_user_age_s: {self.cached_user_age_s} "
+                             "must be > 0 (seconds)")  # fmt: skip
+        if self.stuck_after_s <= 0:
+            raise ValueError(f"setting stream.stuck_after_s: {self.stuck_after_s} must be > 0 "
+                             "(seconds; keep it well above the bus lease, 15 s)")  # fmt: skip
+        if self.item_flush_s < 0:
+            raise ValueError(f"setting stream.item_flush_s: {self.item_flush_s} is negative; "
+                             "use 0 to add item counts with every batch")  # fmt: skip
