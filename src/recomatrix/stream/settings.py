@@ -19,10 +19,8 @@ class StreamSettings:
     # events to one consumer at a time (`OwnsPartitions`; 0 = always read the store).
     cached_users: int = 20_000
     cached_user_age_s: float = 60.0  # read from the store again after this long
-    # On such a bus, the users a worker changed are stored, item counts added and batches
-    # acknowledged this often, for all the batches applied since (stream/pending.py), or
-    # as soon as the bus has nothing more; 0 = with every batch. (Named when it paced the
-    # item counts alone; the name stays so config files keep working.)
+    # On such a bus, item counts are added (and batches acknowledged) this often, for all
+    # the batches applied since (users are written with every batch); 0 = every batch.
     item_flush_s: float = 0.25
     # Deliveries pending this long on a partition this consumer holds are taken over: a
     # consumer that read them after losing the partition (it stalled between renewing its
@@ -41,4 +39,4 @@ class StreamSettings:
                              "(seconds; keep it well above the bus lease, 15 s)")  # fmt: skip
         if self.item_flush_s < 0:
             raise ValueError(f"setting stream.item_flush_s: {self.item_flush_s} is negative; "
-                             "use 0 to store every batch at once")  # fmt: skip
+                             "use 0 to add item counts with every batch")  # fmt: skip
