@@ -12,7 +12,7 @@ import redis
 
 from recomatrix.events.memory import MemoryEventBus
 from recomatrix.events.redis import RedisStreamsBus
-from recomatrix.features.base import ItemCount, LeaseLost
+from recomatrix.features.base import LeaseLost
 from recomatrix.features.memory import MemoryOnlineStore
 from recomatrix.features.redis import RedisOnlineStore
 from recomatrix.features.state import ENGAGED, UserState
@@ -56,13 +56,10 @@ def nonzero(counts: dict[str, float]) -> dict[str, float]:
 
 
 def worker(url: str, name: str) -> StreamProcessor:
-    """One stream worker with its own connections, as a separate process would have, and
-    its user writes fenced by its leases, as `recomatrix worker` has them: a worker that
-    gave a partition away drops what it applied there and had not stored yet."""
-    bus = RedisStreamsBus.from_url(url + "?lease_s=5")
+    """One stream worker with its own connections, as a separate process would have."""
     return StreamProcessor(
-        bus=bus,
-        store=RedisOnlineStore.from_url(url, fence=bus.fence("stream", name)),
+        bus=RedisStreamsBus.from_url(url + "?lease_s=5"),
+        store=RedisOnlineStore.from_url(url),
         item_vector=ITEM_VECTORS.get,
         consumer=name,
     )
@@ -111,12 +108,10 @@ def test_two_workers_count_every_event_exactly_once(
 
 
 class HookedStore(RedisOnlineStore):
-    """Runs `before_write` once, as it is about to write users, and `before_items` once, as
-    it is about to add item counts: a worker dying there (the hook raises) or stalling there
-    (GC, swap, a slow disk) past its lease."""
+    """Runs `before_write` once, as it is about to write users: a worker dying there (the
+    hook raises) or stalling there (GC, swap, a slow disk) past its lease."""
 
     before_write: Callable[[], None] | None = None
-    before_items: Callable[[], None] | None = None
 
     def put_users(
         self,
@@ -130,70 +125,56 @@ class HookedStore(RedisOnlineStore):
             hook()
         super().put_users(states, applied_events=applied_events, changed=changed)
 
-    def add_item_counts(self, counts: Sequence[ItemCount]) -> None:
-        if self.before_items is not None:
-            hook, self.before_items = self.before_items, None
-            hook()
-        super().add_item_counts(counts)
-
 
 def die() -> None:
-    raise ConnectionError("the worker died here")
+    """On a partitioned bus the processor writes users first, then items (see the next test
+    for that window)."""
+    raise ConnectionError("worker died between the item and the user write")
 
 
-def assert_counted_once(store: RedisOnlineStore, events: Sequence[Event]) -> None:
-    """Every user and item window of the events' users and items equals a recount."""
+def test_a_batch_retried_after_a_crash_between_writes_is_counted_once(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    bus, store = RedisStreamsBus(client=client), HookedStore(client=client)
+    processor = StreamProcessor(bus=bus, store=store, item_vector=ITEM_VECTORS.get)
+    events = synthetic_events(80, users=3, items=2)
+    bus.publish(events[:40])
+    assert processor.run_once(block_s=0) == 40  # the worker now holds the users' states
+    processor.flush()
+    bus.publish(events[40:])
+    store.before_write = die
+    with pytest.raises(ConnectionError):
+        processor.run_once(block_s=0)
+    assert bus.lag(processor.group) == 40  # nothing acknowledged
+    assert processor.run_once(block_s=0) == 40
+    processor.flush()
+    assert bus.lag(processor.group) == 0
     now = events[-1].ts
-    for item_id in sorted({e.item_id for e in events}):
-        (item,) = store.get_items([item_id])
+    for item_id in ("i0", "i1"):
+        item = store.get_items([item_id])[0]
         assert item is not None
         mine = [e for e in events if e.item_id == item_id]
         assert item.windows.get("1h", now=now) == recount(mine, WINDOWS[1], now)
-    for user_id in sorted({e.user_id for e in events}):
-        (user,) = store.get_users([user_id])
+    for user_id in ("u0", "u1", "u2"):
+        user = store.get_users([user_id])[0]
         assert user is not None
         mine = [e for e in events if e.user_id == user_id]
         assert nonzero(user.windows.get("1h", now=now)) == recount(mine, WINDOWS[1], now)
 
 
-def test_batches_wait_for_the_flush_and_a_failed_flush_is_retried_whole(redis_url: str) -> None:
-    """On a partitioned bus a worker stores its users, adds the item counts and acknowledges
-    once per flush, for every batch applied since: nothing before. A flush that fails
-    before it stored anything (Redis gone, say) keeps it all for the next one."""
-    client = redis.Redis.from_url(redis_url)
-    bus, store = RedisStreamsBus(client=client), HookedStore(client=client)
-    late = StreamSettings(item_flush_s=60.0)  # the flush never comes on its own
-    processor = StreamProcessor(bus=bus, store=store, item_vector=ITEM_VECTORS.get, settings=late)
-    events = synthetic_events(80, users=3, items=2)
-    bus.publish(events[:40])
-    assert processor.run_once(block_s=0) == 40
-    bus.publish(events[40:])
-    assert processor.run_once(block_s=0) == 40  # the second batch finds the users pending
-    assert store.get_users(["u0", "u1", "u2"]) == [None, None, None]
-    assert store.get_items(["i0", "i1"]) == [None, None]
-    assert processor.applied == 0 and bus.lag(processor.group) == 80
-    store.before_write = die
-    with pytest.raises(ConnectionError):
-        processor.flush()
-    assert bus.lag(processor.group) == 80  # nothing acknowledged
-    processor.flush()
-    assert processor.applied == 80 and bus.lag(processor.group) == 0
-    assert_counted_once(store, events)
-
-
-def test_a_worker_dying_between_its_user_write_and_its_item_counts_loses_no_count(
+def test_a_worker_dying_between_its_user_writes_and_its_item_flush_loses_no_count(
     redis_url: str,
 ) -> None:
-    """A flush stores users first, then item counts, then acknowledges: a worker killed after
-    the users leaves its batches pending, and whoever gets them (here the worker restarted
-    under its old name) counts the items once, the users not again."""
-    late = StreamSettings(item_flush_s=60.0)
+    """Users are written with each batch, item counts and the acknowledgement only at the
+    next flush: a worker killed in between leaves the batch pending, and whoever gets it
+    (here the worker restarted under its old name) counts the items once, the users not
+    again."""
+    late = StreamSettings(item_flush_s=60.0)  # the flush never comes on its own
     events = synthetic_events(60, users=3, items=2)
 
     def incarnation() -> StreamProcessor:
         return StreamProcessor(
             bus=RedisStreamsBus.from_url(redis_url),
-            store=HookedStore.from_url(redis_url),
+            store=RedisOnlineStore.from_url(redis_url),
             item_vector=ITEM_VECTORS.get,
             settings=late,
             consumer="w1",
@@ -203,16 +184,22 @@ def test_a_worker_dying_between_its_user_write_and_its_item_counts_loses_no_coun
     first.bus.publish(events)
     assert first.run_once(block_s=0) == 60
     store = first.store
-    assert isinstance(store, HookedStore)
-    store.before_items = die
-    with pytest.raises(ConnectionError):
-        first.flush()  # the users are stored; the worker dies before the items
-    assert store.get_items(["i0", "i1"]) == [None, None]
+    assert store.get_items(["i0", "i1"]) == [None, None]  # killed before its flush
     restarted = incarnation()
     assert restarted.run_once(block_s=0) == 0  # the users had every event already
     restarted.flush()
     assert restarted.bus.lag(restarted.group) == 0
-    assert_counted_once(store, events)
+    now = events[-1].ts
+    for item_id in ("i0", "i1"):
+        (item,) = store.get_items([item_id])
+        assert item is not None
+        mine = [e for e in events if e.item_id == item_id]
+        assert item.windows.get("1h", now=now) == recount(mine, WINDOWS[1], now)
+    for user_id in ("u0", "u1", "u2"):
+        (user,) = store.get_users([user_id])
+        assert user is not None
+        mine = [e for e in events if e.user_id == user_id]
+        assert nonzero(user.windows.get("1h", now=now)) == recount(mine, WINDOWS[1], now)
 
 
 def test_an_undecodable_entry_goes_to_the_dead_letter_stream(redis_url: str) -> None:
@@ -283,7 +270,6 @@ def test_a_worker_reuses_the_states_it_wrote_while_it_holds_the_partition(redis_
     for k in range(3):
         publisher.publish([Event(f"k{k}", "u1", "i1", "click", T0 + k)])
         assert processor.run_once(block_s=0.5) == 1
-        processor.flush()  # stored: the state goes to the worker's cache
     assert processor.users is not None and processor.users.hits == 2
     (user,) = RedisOnlineStore.from_url(redis_url).get_users(["u1"])
     assert user is not None and user.windows.get("1h", now=T0 + 3)["click"] == 3.0
@@ -334,11 +320,9 @@ def test_a_user_whose_hash_is_gone_is_written_whole_not_in_part(
                                 item_vector=ITEM_VECTORS.get)  # fmt: skip
     processor.bus.publish([Event("w1", "u1", "i1", "complete", T0)])
     assert processor.run_once(block_s=0.5) == 1
-    processor.flush()
     store.client.delete(store._user_key("u1"))  # evicted under maxmemory, say
     processor.bus.publish([Event("w2", "u1", "i2", "impression", T0 + 1)])
     assert processor.run_once(block_s=0.5) == 1  # an impression changes 2 fields only
-    processor.flush()
     (user,) = store.get_users(["u1"])
     assert user is not None and user.watched == {"i1": T0} and user.history == ["i1"]
     assert user.windows.get("1h", now=T0 + 1) == {"complete": 1.0, "impression": 1.0}
@@ -369,7 +353,7 @@ def test_a_fenced_user_write_lands_only_while_its_writer_holds_the_lease(
 def test_a_worker_paused_past_its_lease_does_not_overwrite_the_new_owners_users(
     redis_url: str,
 ) -> None:
-    """A stalls as it stores u1's batch; B takes the partition over and applies more of u1's
+    """A stalls holding u1's batch; B takes the partition over and applies more of u1's
     events. A's late write (its cached u1 plus the batch) would undo B's: the fence refuses
     it, and every event is counted once."""
     options = "?partitions=1&lease_s=0.3"
@@ -395,8 +379,7 @@ def test_a_worker_paused_past_its_lease_does_not_overwrite_the_new_owners_users(
     assert isinstance(a_store, HookedStore)
     a_store.before_write = stall
     epoch = a_bus.ownership_epoch("stream", "a")
-    assert a.run_once(block_s=0.5) == 1  # c1 applied, its write waits for the flush
-    assert a.run_once(block_s=0.5) == 0  # nothing more: the flush, refused
+    assert a.run_once(block_s=0.5) == 0  # its write of c1 was refused
     assert a_bus.ownership_epoch("stream", "a") > epoch  # it re-reads what it holds
     store = RedisOnlineStore.from_url(redis_url)
     (user,) = store.get_users(["u1"])
@@ -467,9 +450,9 @@ def test_events_read_by_a_worker_that_lost_the_partition_are_taken_over_once_stu
 def test_a_worker_losing_one_partition_keeps_the_counts_it_owed_on_the_other(
     redis_url: str,
 ) -> None:
-    """A holds partitions P and Q. Its batches on Q and on P wait for its flush, whose user
-    write is refused on P (B took P). A drops both, unacknowledged: Q's batch comes back to
-    A itself, P's went to B, and every count lands exactly once."""
+    """A holds partitions P and Q. Its batch on Q is applied to the users and waits for the
+    item flush when its write on P is refused (B took P). A drops both, unacknowledged: Q's
+    batch comes back to A itself, P's went to B, and every count lands exactly once."""
     options = "?partitions=2&lease_s=5"
     a_bus, b_bus = (RedisStreamsBus.from_url(redis_url + options) for _ in range(2))
     settings = StreamSettings(item_flush_s=60.0)  # A flushes only when told
@@ -483,9 +466,8 @@ def test_a_worker_losing_one_partition_keeps_the_counts_it_owed_on_the_other(
     up = next(u for u in users if a_bus.partition_of(u) == 1)
     publisher = RedisStreamsBus.from_url(redis_url + options)
     publisher.publish([Event("eq", uq, "i1", "click", T0)])
-    assert a.run_once(block_s=0.5) == 1  # Q's batch waits for the flush
+    assert a.run_once(block_s=0.5) == 1  # Q's users written, its item count deferred
     publisher.publish([Event("ep", up, "i2", "click", T0 + 1)])
-    assert a.run_once(block_s=0.5) == 1  # and P's
 
     def take_p() -> None:
         a_bus.client.delete(a_bus.fence("stream", "a").lease_key(up))
@@ -494,9 +476,9 @@ def test_a_worker_losing_one_partition_keeps_the_counts_it_owed_on_the_other(
 
     assert isinstance(a_store, HookedStore)
     a_store.before_write = take_p
-    assert a.run_once(block_s=0.5) == 0  # the flush, refused on P: A drops ep and eq
-    assert publisher.lag("stream") == 1  # eq, stored nowhere yet
-    assert a.run_once(block_s=0.5) == 1  # takes eq back over and applies it again
+    assert a.run_once(block_s=0.5) == 0  # ep's write refused: A drops ep and eq's flush
+    assert publisher.lag("stream") == 1  # eq: applied to its user, not yet to its item
+    assert a.run_once(block_s=0.5) == 0  # takes eq back over: its user has it already
     a.flush()
     store = RedisOnlineStore.from_url(redis_url)
     for user_id, item_id in ((uq, "i1"), (up, "i2")):
@@ -505,73 +487,3 @@ def test_a_worker_losing_one_partition_keeps_the_counts_it_owed_on_the_other(
         (item,) = store.get_items([item_id])
         assert item is not None and item.windows.get("1h", now=T0 + 1) == {"click": 1.0}
     assert publisher.lag("stream") == 0
-
-
-def test_a_batch_failing_half_applied_drops_the_pending_writes_and_counts_once(
-    redis_url: str,
-) -> None:
-    """The second batch changes states the first left pending, then fails (the offline log's
-    disk is full, say): those states are half-changed, so the worker drops everything it had
-    not stored and takes its pending deliveries over again, in order, from the store."""
-    failures = [OSError("no space left on device")]
-
-    def offline(events: Sequence[Event]) -> None:
-        if any(e.event_id == "e50" for e in events) and failures:
-            raise failures.pop()
-
-    bus = RedisStreamsBus.from_url(redis_url)
-    store = RedisOnlineStore.from_url(redis_url, fence=bus.fence("stream", "w1"))
-    processor = StreamProcessor(bus=bus, store=store, item_vector=ITEM_VECTORS.get,
-                                offline_sink=offline, consumer="w1",
-                                settings=StreamSettings(item_flush_s=60.0))  # fmt: skip
-    events = synthetic_events(100, users=3, items=2)
-    bus.publish(events[:50])
-    assert processor.run_once(block_s=0) == 50
-    bus.publish(events[50:])
-    with pytest.raises(OSError):
-        processor.run_once(block_s=0)
-    assert store.get_users(["u0", "u1", "u2"]) == [None, None, None]
-    applied = 0
-    while n := processor.run_once(block_s=0):
-        applied += n
-    assert applied == 100 and processor.applied == 100
-    assert bus.lag(processor.group) == 0
-    assert_counted_once(store, events)
-
-
-def test_a_worker_acquiring_a_partition_applies_again_what_it_had_not_stored(
-    redis_url: str,
-) -> None:
-    """A's pending states may be stale once it acquires a partition (it may have held it
-    before, and another worker written its users since): it drops them and applies its
-    pending deliveries again, from the store, with those of the partition it acquired."""
-    options = "?partitions=2&lease_s=0.3"
-    a_bus, b_bus = (RedisStreamsBus.from_url(redis_url + options) for _ in range(2))
-    settings = StreamSettings(item_flush_s=60.0)
-    a, b = (StreamProcessor(bus=bus, store=RedisOnlineStore.from_url(
-                redis_url, fence=bus.fence("stream", name)),
-            item_vector=ITEM_VECTORS.get, settings=settings, consumer=name)
-            for bus, name in ((a_bus, "a"), (b_bus, "b")))  # fmt: skip
-    for processor in (a, b, a, b):  # A takes both, then leaves one to B
-        assert processor.run_once(block_s=0) == 0
-    lease = a_bus.fence("stream", "a").lease_key
-    users = [f"u{k}" for k in range(20)]
-    mine = [u for u in users if a_bus.client.get(lease(u)) == b"a"]
-    theirs = [u for u in users if a_bus.client.get(lease(u)) == b"b"]
-    events = [Event(f"m{k}", mine[0], "i1", "click", T0 + k) for k in range(3)]
-    events += [Event(f"t{k}", theirs[0], "i2", "like", T0 + 3 + k) for k in range(2)]
-    publisher = RedisStreamsBus.from_url(redis_url + options)
-    publisher.publish(events[:2])
-    assert a.run_once(block_s=0.5) == 2
-    publisher.publish(events[2:])
-    assert b.run_once(block_s=0.5) == 2  # B reads its two, then stops without storing them
-    time.sleep(0.4)  # B's lease lapses
-    epoch = a_bus.ownership_epoch("stream", "a")
-    assert a.run_once(block_s=0.5) == 0  # acquired B's partition: drops m0 and m1
-    assert a_bus.ownership_epoch("stream", "a") > epoch
-    applied = 0
-    while n := a.run_once(block_s=0.1):
-        applied += n
-    assert applied == 5 and a.applied == 5
-    assert publisher.lag("stream") == 0
-    assert_counted_once(a.store, events)  # type: ignore[arg-type]

@@ -18,7 +18,6 @@ from recomatrix.degrade import FailureLog
 from recomatrix.events.base import Delivery, EventBus, OwnsPartitions
 from recomatrix.features.base import LeaseLost, OnlineStore
 from recomatrix.features.state import ItemState, UserState, engaged, trending_score
-from recomatrix.stream.pending import PendingWrites
 from recomatrix.stream.settings import StreamSettings
 from recomatrix.stream.updates import VectorLookup, item_counts, update_user
 from recomatrix.stream.user_cache import UserCache
@@ -60,11 +59,10 @@ class StreamProcessor:
         # A bus giving each user's events to one consumer at a time: this processor is then
         # the only writer of its users, may cache them and count items later.
         self._owner = bus if isinstance(bus, OwnsPartitions) else None
-        # Users, item counts and acknowledgements wait for `flush` (stream/pending.py).
-        self._defer = self._owner is not None and settings.item_flush_s > 0
-        self._pending = PendingWrites()
-        self._epoch: int | None = None  # the bus's ownership epoch the pending writes belong to
-        self._drops = 0  # how often the pending writes were dropped (`_drop_pending`)
+        # Deferred item counts and the deliveries they complete (see `flush`).
+        self._defer_items = self._owner is not None and settings.item_flush_s > 0
+        self._item_backlog: dict[str, Event] = {}  # by event id: a repeat is counted once
+        self._unacked: list[str] = []
         self._flushed = self._looked_for_stuck = time.monotonic()
         self.users: UserCache | None = None
         # A store handing out its own objects (`shares_states`) would show readers the
@@ -99,19 +97,14 @@ class StreamProcessor:
         copy_on_write: bool,
         *,
         consumed: bool = False,
-        deferred: bool = False,
+        count_items: bool = True,
     ) -> list[Event]:
         """`apply` without the trending re-score; returns the fresh events, oldest first.
         `consumed`: the events came from this processor's own `consume`, so their users are
         in partitions it holds and their states may come from and go to `self.users`.
-        `deferred`: the users are stored, and the item counts added, at the next `flush`;
-        meanwhile their states wait in `self._pending`, where the next batches find them."""
-        pending = self._pending if deferred else None
+        `count_items=False`: the caller adds the item counts later (`flush`)."""
         unique = list({e.event_id: e for e in events}.values())
-        ids = [e.event_id for e in unique]
-        seen = self.store.seen_events(ids)
-        if pending is not None:
-            seen = [a or b for a, b in zip(seen, pending.applied_already(ids), strict=True)]
+        seen = self.store.seen_events([e.event_id for e in unique])
         fresh = [e for e, old in zip(unique, seen, strict=True) if not old]
         if not fresh:
             return []
@@ -119,39 +112,24 @@ class StreamProcessor:
         by_user: dict[UserId, list[Event]] = defaultdict(list)
         for event in fresh:
             by_user[event.user_id].append(event)
-        held = {} if pending is None else pending.held(by_user)
-        loaded = self._load_users(
-            sorted(u for u in by_user if u not in held), copy_on_write, cached=consumed
-        )
-        users = {**held, **loaded}
-        try:
-            changed = {
-                user_id: update_user(users[user_id], user_events, self.settings, self.item_vector)
-                for user_id, user_events in by_user.items()
-            }
-            if self.offline_sink is not None:  # before the commit: a crash repeats, never loses
-                self.offline_sink(fresh)
-        except Exception:
-            if held:  # pending states half-changed: start again from what the store holds
-                self._drop_pending()
-            raise
-        if pending is not None:
-            pending.add_users(users, changed, fresh)
-        else:
+        users = self._load_users(sorted(by_user), copy_on_write, cached=consumed)
+        changed = {
+            user_id: update_user(users[user_id], user_events, self.settings, self.item_vector)
+            for user_id, user_events in by_user.items()
+        }
+        if self.offline_sink is not None:  # before the commit: a crash repeats, never loses
+            self.offline_sink(fresh)
+        if count_items:
             self.store.add_item_counts(item_counts(fresh))
-            self.store.put_users(
-                list(users.values()), applied_events=[e.event_id for e in fresh], changed=changed
-            )
-            if self.users is not None and consumed:
-                self.users.put(users.values())
-            self._stored(fresh)
-        return fresh
-
-    def _stored(self, events: Sequence[Event]) -> None:
-        """Events applied and now in the store: counted in `applied`, told to `on_applied`."""
-        self.applied += len(events)
+        self.store.put_users(
+            list(users.values()), applied_events=[e.event_id for e in fresh], changed=changed
+        )
+        if self.users is not None and consumed:
+            self.users.put(users.values())
+        self.applied += len(fresh)
         for callback in self.on_applied:
-            callback(events)
+            callback(fresh)
+        return fresh
 
     def refresh_trending(self, item_ids: Sequence[ItemId], *, now: float) -> None:
         """Re-score items already in the trending table so cooling items drop out."""
@@ -173,9 +151,9 @@ class StreamProcessor:
 
         Items it touched are re-scored for trending at most every `trending_interval_s`
         (wall time), not after every batch: one read of their counters per interval.
-        On a partitioned bus the batch's users, item counts and acknowledgement wait for
-        `flush` (at most `item_flush_s`, or until the bus has nothing more): one write per
-        user and one counting script per item for several batches instead of one per batch.
+        On a partitioned bus the batch's item counts wait for `flush` (at most
+        `item_flush_s`, or until the bus has nothing more): one counting script per item
+        for several batches instead of one per batch, the main cost of Redis under load.
         """
         deliveries, self._retry = self._retry, []
         if not deliveries and self._stuck_due():
@@ -187,52 +165,36 @@ class StreamProcessor:
             deliveries = self.bus.consume(
                 self.group, self.consumer, max_events=batch, block_s=block_s
             )
-        if self._owner is not None and not self._follow_epoch():
-            return 0
+        if self.users is not None and self._owner is not None:
+            self.users.follow(self._owner.ownership_epoch(self.group, self.consumer))
         fresh: list[Event] = []
         if deliveries:
             events = [d.event for d in deliveries]
-            drops = self._drops
             try:
-                fresh = self._apply(events, copy_on_write=True, consumed=True, deferred=self._defer)
+                fresh = self._apply(
+                    events, copy_on_write=True, consumed=True, count_items=not self._defer_items
+                )
             except LeaseLost as lost:
                 self._give_up_partitions(lost)
                 return 0
             except Exception:
-                if self._drops == drops:  # else it comes back with the dropped ones, in order
-                    self._retry = deliveries  # still pending; applying again is a no-op
+                self._retry = deliveries  # still pending on the bus; applying again is a no-op
                 raise
-            if self._defer:
-                self._pending.add_deliveries(events, (d.message_id for d in deliveries))
+            if self._defer_items:
+                # Every delivered event, not only those new to the users: a batch delivered
+                # again after a crash between its user write and the flush finds its events
+                # "seen", but their items never counted them (items skip what they counted).
+                for event in events:
+                    self._item_backlog.setdefault(event.event_id, event)
+                self._unacked += [d.message_id for d in deliveries]
             else:
                 self.bus.ack(self.group, [d.message_id for d in deliveries])
-        if self._pending.deliveries and (
+        if self._unacked and (
             not deliveries or time.monotonic() - self._flushed >= self.settings.item_flush_s
         ):
-            try:
-                self.flush()
-            except LeaseLost as lost:
-                self._give_up_partitions(lost)
-                return 0
+            self.flush()
         self._rescore_when_due(fresh)
         return len(fresh)
-
-    def _follow_epoch(self) -> bool:
-        """Notice that this consumer acquired partitions (the bus's ownership epoch moved):
-        what it cached or holds pending about users may be stale (it may have held them
-        before, lost them, and another consumer written them since). The cache is emptied;
-        pending writes are dropped and False returned (the batch in hand waits with them)."""
-        assert self._owner is not None
-        epoch = self._owner.ownership_epoch(self.group, self.consumer)
-        if self.users is not None:
-            self.users.follow(epoch)
-        moved, self._epoch = epoch != self._epoch, epoch
-        if moved and self._pending.users:
-            log.info("stream processor %s acquired partitions: applying again what it had "
-                     "not stored", self.consumer)  # fmt: skip
-            self._drop_pending()
-            return False
-        return True
 
     def _stuck_due(self) -> bool:
         if time.monotonic() - self._looked_for_stuck < self.settings.stuck_after_s / 4:
@@ -241,50 +203,31 @@ class StreamProcessor:
         return True
 
     def _give_up_partitions(self, lost: LeaseLost) -> None:
-        """The store refused a user write: another consumer holds one of the written users'
-        partitions now. Nothing of that write was stored (the events may be in the offline
-        log already, which a redelivery repeats, as after a crash)."""
-        log.warning("stream processor %s: %s; dropping what it had not stored for the new "
-                    "owner", self.consumer, lost)  # fmt: skip
-        self._drop_pending()
-
-    def _drop_pending(self) -> None:
-        """Forget every batch applied since the last flush. They stay pending on the bus,
-        unacknowledged: whoever holds each partition takes them over (this consumer, for
+        """The store refused a user write: another consumer holds one of the batch's
+        partitions now. No user state or applied-event record of the batch was written
+        (its events may be in the offline log already, which a redelivery repeats, as after
+        a crash). It and the batches waiting for their item counts stay pending on the bus,
+        unacknowledged: whoever holds each partition takes them over (this consumer too, for
         those it still holds, at its next `consume`; the holder of the others at its next
-        look for stuck deliveries, `stuck_after_s`), and applies them again from what the
-        store holds, counting what was not counted."""
-        self._pending = PendingWrites()
-        self._drops += 1
+        look for stuck deliveries, `stuck_after_s`), and, applied again, they count what was
+        not counted."""
+        log.warning("stream processor %s: %s; dropping its batch for the new owner",
+                    self.consumer, lost)  # fmt: skip
+        self._item_backlog, self._unacked = {}, []
         if self._owner is not None:
             self._owner.lost_lease(self.group, self.consumer)  # the cache follows the epoch
-            self._epoch = self._owner.ownership_epoch(self.group, self.consumer)
 
     def flush(self) -> None:
-        """Store the users changed by the batches applied since the last flush, with the ids
-        of their events, then add those batches' item counts, then acknowledge them. A
-        failure keeps what was not done for the next call; a crash leaves the batches
-        pending, delivered again to whoever holds their partitions (users skip the events
-        recorded as applied, items count what they have not counted). `LeaseLost`: a
-        user's partition is held by another consumer now, nothing was stored."""
-        pending = self._pending
-        if pending.users or pending.applied:
-            self.store.put_users(
-                list(pending.users.values()),
-                applied_events=list(pending.applied),
-                changed=pending.fields,
-            )
-            if self.users is not None:
-                self.users.put(pending.users.values())
-            stored = list(pending.applied.values())
-            pending.users_stored()
-            self._stored(stored)
-        if pending.items:
-            self.store.add_item_counts(item_counts(pending.items.values()))
-            pending.items = {}
-        if pending.deliveries:
-            self.bus.ack(self.group, pending.deliveries)
-            pending.deliveries = []
+        """Add the item counts of the batches applied since the last flush, then acknowledge
+        those batches. A failure keeps both for the next call; a crash leaves the batches
+        pending, delivered again to whoever holds their partitions (users skip them, items
+        count what they have not counted)."""
+        if self._item_backlog:
+            self.store.add_item_counts(item_counts(self._item_backlog.values()))
+            self._item_backlog = {}
+        if self._unacked:
+            self.bus.ack(self.group, self._unacked)
+            self._unacked = []
         self._flushed = time.monotonic()
 
     def _rescore_when_due(self, fresh: Sequence[Event]) -> None:
@@ -293,7 +236,7 @@ class StreamProcessor:
         self._touched.update(e.item_id for e in fresh)
         if fresh:
             self._touched_ts = max(self._touched_ts, fresh[-1].ts)
-        if not self._touched or self._pending.items:
+        if not self._touched or self._item_backlog:
             return
         if time.monotonic() - self._rescored >= self.settings.trending_interval_s:
             self.refresh_trending(sorted(self._touched), now=self._touched_ts)

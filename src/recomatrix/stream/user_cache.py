@@ -33,9 +33,7 @@ class UserCache:
         self.max_users, self.max_age_s, self._clock = max_users, max_age_s, clock
         # user -> (state, when it was last read from the store)
         self._states: OrderedDict[UserId, tuple[UserState, float]] = OrderedDict()
-        # The read times of the states taken and not put back yet (several batches' worth,
-        # when a worker stores users once per flush); a failed batch leaves a few behind.
-        self._taken: dict[UserId, float] = {}
+        self._taken: dict[UserId, float] = {}  # the read times of the batch in hand
         self.epoch: int | None = None  # the bus's ownership epoch the states belong to
         self.hits = self.misses = 0
 
@@ -46,7 +44,6 @@ class UserCache:
         """Drop everything if ownership changed since the states were cached."""
         if epoch != self.epoch:
             self._states.clear()
-            self._taken.clear()
             self.epoch = epoch
 
     def take(self, user_ids: Sequence[UserId]) -> tuple[dict[UserId, UserState], list[UserId]]:
@@ -55,6 +52,7 @@ class UserCache:
         found: dict[UserId, UserState] = {}
         missing: list[UserId] = []
         horizon = self._clock() - self.max_age_s
+        self._taken = {}  # a batch that failed never put its states back
         for user_id in user_ids:
             entry = self._states.pop(user_id, None)
             if entry is not None and entry[1] >= horizon:
