@@ -37,10 +37,10 @@ Json = dict[str, Any]
 
 
 def steady(url: str, world: tuple[list[str], list[str]], pids: list[int], rate: float,
-           probes: int) -> Json:  # fmt: skip
+           probes: int, label: str) -> Json:  # fmt: skip
     client = redis.Redis.from_url(url)
     before = command_usec(client)
-    run = visibility(url, world, rate=rate, probes=probes, label=f"steady-{rate:g}", workers=pids)
+    run = visibility(url, world, rate=rate, probes=probes, label=label, workers=pids)
     after = command_usec(client)
     client.close()
     events_per_s = run["load_events_per_s"]
@@ -86,8 +86,9 @@ def main() -> None:
                 bus = RedisStreamsBus.from_url(url)
                 wait_drained(bus)
                 wait_sharing(bus, names)
-                for rate in rates:
-                    run = steady(url, (users, items), pids, rate, args.probes)
+                for k, rate in enumerate(rates):  # a label per run: new probe users and items
+                    label = f"steady{k}-{rate:g}"
+                    run = steady(url, (users, items), pids, rate, args.probes, label)
                     print(json.dumps(run), flush=True)
                     runs.append(run)
                     wait_drained(bus)
