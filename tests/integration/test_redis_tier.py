@@ -168,7 +168,7 @@ def test_a_worker_dying_between_its_user_writes_and_its_item_flush_loses_no_coun
     next flush: a worker killed in between leaves the batch pending, and whoever gets it
     (here the worker restarted under its old name) counts the items once, the users not
     again."""
-    late = StreamSettings(item_flush_s=60.0, item_flush_share=0.0)  # never comes on its own
+    late = StreamSettings(item_flush_s=60.0)  # the flush never comes on its own
     events = synthetic_events(60, users=3, items=2)
 
     def incarnation() -> StreamProcessor:
@@ -455,7 +455,7 @@ def test_a_worker_losing_one_partition_keeps_the_counts_it_owed_on_the_other(
     batch comes back to A itself, P's went to B, and every count lands exactly once."""
     options = "?partitions=2&lease_s=5"
     a_bus, b_bus = (RedisStreamsBus.from_url(redis_url + options) for _ in range(2))
-    settings = StreamSettings(item_flush_s=60.0, item_flush_share=0.0)  # only when told
+    settings = StreamSettings(item_flush_s=60.0)  # A flushes only when told
     a_store = HookedStore.from_url(redis_url, fence=a_bus.fence("stream", "a"))
     b_store = RedisOnlineStore.from_url(redis_url, fence=b_bus.fence("stream", "b"))
     a, b = (StreamProcessor(bus=bus, store=store, item_vector=ITEM_VECTORS.get,
@@ -487,21 +487,3 @@ def test_a_worker_losing_one_partition_keeps_the_counts_it_owed_on_the_other(
         (item,) = store.get_items([item_id])
         assert item is not None and item.windows.get("1h", now=T0 + 1) == {"click": 1.0}
     assert publisher.lag("stream") == 0
-
-
-def test_a_lightly_loaded_worker_counts_items_long_before_item_flush_s(redis_url: str) -> None:
-    """Batches keep coming, so the bus is never empty, and item_flush_s is a minute; flushes
-    are cheap here, so each comes a few milliseconds after the last and every click is on
-    its item's counters almost at once."""
-    bus = RedisStreamsBus.from_url(redis_url)
-    store = RedisOnlineStore.from_url(redis_url, fence=bus.fence("stream", "w1"))
-    settings = StreamSettings(item_flush_s=60.0)
-    processor = StreamProcessor(bus=bus, store=store, item_vector=ITEM_VECTORS.get,
-                                settings=settings, consumer="w1")  # fmt: skip
-    for k in range(5):
-        bus.publish([Event(f"c{k}", "u1", "i1", "click", T0 + k)])
-        time.sleep(0.05)  # several flush costs
-        assert processor.run_once(block_s=0.5) == 1  # a batch in hand: no idle flush
-        (item,) = store.get_items(["i1"])
-        assert item is not None and item.windows.get("1h", now=T0 + k)["click"] == k + 1
-    assert bus.lag(processor.group) == 0

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import doctest
 import time
 
 import numpy as np
 import pytest
 
-import recomatrix.stream.processor as processor_module
 from recomatrix.events import MemoryEventBus
 from recomatrix.features import MemoryOnlineStore
 from recomatrix.stream import StreamProcessor
-from recomatrix.stream.processor import StreamSettings, flush_wait
+from recomatrix.stream.processor import StreamSettings
 from recomatrix.types import Event
 
 VECTORS = {
@@ -198,18 +196,3 @@ def test_an_item_watched_again_outlives_older_entries_when_the_map_is_pruned() -
     assert user.watched["item-10"] == 150 * hour
     assert "item-11" not in user.watched and "item-87" not in user.watched
     assert "item-88" in user.watched
-
-
-def test_a_flush_waits_in_proportion_to_its_cost_up_to_the_setting() -> None:
-    """Cheap flushes (a lightly loaded worker) come back to back, so item counts show within
-    milliseconds; a costly one waits so that flushing takes at most its share of the time."""
-    settings = StreamSettings(item_flush_s=0.25, item_flush_share=0.2)
-    assert flush_wait(0.0, settings) == 0.0
-    assert flush_wait(0.001, settings) == pytest.approx(0.004)
-    assert flush_wait(0.05, settings) == pytest.approx(0.2)  # 50 ms of every 250
-    assert flush_wait(0.5, settings) == 0.25  # never longer than item_flush_s
-    assert flush_wait(0.5, StreamSettings(item_flush_s=0.0)) == 0.0  # every batch
-    assert flush_wait(0.01, StreamSettings(item_flush_share=1.0)) == 0.0
-    assert flush_wait(0.0, StreamSettings(item_flush_s=0.25, item_flush_share=0.0)) == 0.25
-    result = doctest.testmod(processor_module)
-    assert result.attempted > 0 and result.failed == 0

@@ -23,7 +23,7 @@ from recomatrix.stream.updates import VectorLookup, item_counts, update_user
 from recomatrix.stream.user_cache import UserCache
 from recomatrix.types import Event, ItemId, UserId
 
-__all__ = ["StreamProcessor", "StreamSettings", "VectorLookup", "flush_wait", "item_counts"]
+__all__ = ["StreamProcessor", "StreamSettings", "VectorLookup", "item_counts"]
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,6 @@ class StreamProcessor:
         self._item_backlog: dict[str, Event] = {}  # by event id: a repeat is counted once
         self._unacked: list[str] = []
         self._flushed = self._looked_for_stuck = time.monotonic()
-        self._flush_wait_s = flush_wait(0.0, settings)  # until the next flush (`flush_wait`)
         self.users: UserCache | None = None
         # A store handing out its own objects (`shares_states`) would show readers the
         # cached states as they change.
@@ -191,7 +190,7 @@ class StreamProcessor:
             else:
                 self.bus.ack(self.group, [d.message_id for d in deliveries])
         if self._unacked and (
-            not deliveries or time.monotonic() - self._flushed >= self._flush_wait_s
+            not deliveries or time.monotonic() - self._flushed >= self.settings.item_flush_s
         ):
             self.flush()
         self._rescore_when_due(fresh)
@@ -223,7 +222,6 @@ class StreamProcessor:
         those batches. A failure keeps both for the next call; a crash leaves the batches
         pending, delivered again to whoever holds their partitions (users skip them, items
         count what they have not counted)."""
-        started = time.monotonic()
         if self._item_backlog:
             self.store.add_item_counts(item_counts(self._item_backlog.values()))
             self._item_backlog = {}
@@ -231,7 +229,6 @@ class StreamProcessor:
             self.bus.ack(self.group, self._unacked)
             self._unacked = []
         self._flushed = time.monotonic()
-        self._flush_wait_s = flush_wait(self._flushed - started, self.settings)
 
     def _rescore_when_due(self, fresh: Sequence[Event]) -> None:
         """Re-score the items touched since the last re-score once the interval is over
@@ -300,22 +297,6 @@ class StreamProcessor:
             for u, s in zip(user_ids, states, strict=True)
         }
         return {**found, **loaded}
-
-
-def flush_wait(took_s: float, settings: StreamSettings) -> float:
-    """How long after a flush that took `took_s` the next one is due: long enough that
-    flushing takes at most `item_flush_share` of the worker's time, at most `item_flush_s`
-    (always that with a share of 0).
-
-    >>> flush_wait(0.002, StreamSettings(item_flush_s=0.25, item_flush_share=0.2))
-    0.008
-    >>> flush_wait(0.1, StreamSettings(item_flush_s=0.25, item_flush_share=0.2))
-    0.25
-    """
-    share = settings.item_flush_share
-    if share == 0:
-        return settings.item_flush_s
-    return min(settings.item_flush_s, round(took_s * (1 - share) / share, 6))
 
 
 def _trending_score_of(state: ItemState | None, now: float) -> float:

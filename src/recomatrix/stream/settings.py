@@ -19,14 +19,9 @@ class StreamSettings:
     # events to one consumer at a time (`OwnsPartitions`; 0 = always read the store).
     cached_users: int = 20_000
     cached_user_age_s: float = 60.0  # read from the store again after this long
-    # On such a bus, item counts are added (and batches acknowledged) for all the batches
-    # applied since (users are written with every batch) at most this long apart; 0 = every
-    # batch. Sooner while flushing is cheap: after a flush the worker waits long enough that
-    # flushes take `item_flush_share` of its time (0 = always `item_flush_s`), so a lightly
-    # loaded worker shows item counts within milliseconds and a busy one sums more batches
-    # per counting script (the main cost of Redis under load).
+    # On such a bus, item counts are added (and batches acknowledged) this often, for all
+    # the batches applied since (users are written with every batch); 0 = every batch.
     item_flush_s: float = 0.25
-    item_flush_share: float = 0.2
     # Deliveries pending this long on a partition this consumer holds are taken over: a
     # consumer that read them after losing the partition (it stalled between renewing its
     # lease and reading) had its write refused and left them. Looked for every quarter of it.
@@ -42,9 +37,6 @@ class StreamSettings:
         if self.stuck_after_s <= 0:
             raise ValueError(f"setting stream.stuck_after_s: {self.stuck_after_s} must be > 0 "
                              "(seconds; keep it well above the bus lease, 15 s)")  # fmt: skip
-        if not 0 <= self.item_flush_share <= 1:
-            raise ValueError(f"setting stream.item_flush_share: {self.item_flush_share} must "
-                             "be >= 0 and <= 1 (a share of the worker's time)")  # fmt: skip
         if self.item_flush_s < 0:
             raise ValueError(f"setting stream.item_flush_s: {self.item_flush_s} is negative; "
                              "use 0 to add item counts with every batch")  # fmt: skip
