@@ -168,7 +168,7 @@ def test_a_worker_dying_between_its_user_writes_and_its_item_flush_loses_no_coun
     next flush: a worker killed in between leaves the batch pending, and whoever gets it
     (here the worker restarted under its old name) counts the items once, the users not
     again."""
-    late = StreamSettings(item_flush_s=60.0)  # the flush never comes on its own
+    late = StreamSettings(item_flush_s=60.0, item_flush_merge_below=0.0)  # never on its own
     events = synthetic_events(60, users=3, items=2)
 
     def incarnation() -> StreamProcessor:
@@ -455,7 +455,7 @@ def test_a_worker_losing_one_partition_keeps_the_counts_it_owed_on_the_other(
     batch comes back to A itself, P's went to B, and every count lands exactly once."""
     options = "?partitions=2&lease_s=5"
     a_bus, b_bus = (RedisStreamsBus.from_url(redis_url + options) for _ in range(2))
-    settings = StreamSettings(item_flush_s=60.0)  # A flushes only when told
+    settings = StreamSettings(item_flush_s=60.0, item_flush_merge_below=0.0)  # only when told
     a_store = HookedStore.from_url(redis_url, fence=a_bus.fence("stream", "a"))
     b_store = RedisOnlineStore.from_url(redis_url, fence=b_bus.fence("stream", "b"))
     a, b = (StreamProcessor(bus=bus, store=store, item_vector=ITEM_VECTORS.get,
@@ -487,3 +487,32 @@ def test_a_worker_losing_one_partition_keeps_the_counts_it_owed_on_the_other(
         (item,) = store.get_items([item_id])
         assert item is not None and item.windows.get("1h", now=T0 + 1) == {"click": 1.0}
     assert publisher.lag("stream") == 0
+
+
+def test_item_counts_wait_for_the_interval_only_when_waiting_merges_them(redis_url: str) -> None:
+    """While an interval's events hit as many items as there are events (a light load, a
+    long tail), each batch's counts are added with it; once an interval shows events
+    piling on few items, a batch's counts wait for the interval (or an idle bus)."""
+    bus = RedisStreamsBus.from_url(redis_url)
+    store = RedisOnlineStore.from_url(redis_url, fence=bus.fence("stream", "w1"))
+    settings = StreamSettings(item_flush_s=0.3)
+    processor = StreamProcessor(bus=bus, store=store, item_vector=ITEM_VECTORS.get,
+                                settings=settings, consumer="w1")  # fmt: skip
+    clicks = iter(Event(f"c{k}", f"u{k % 7}", "i1", "click", T0 + k) for k in range(300))
+
+    def clicked() -> float:
+        (item,) = store.get_items(["i1"])
+        return 0.0 if item is None else item.windows.get("1h", now=T0 + 300)["click"]
+
+    bus.publish([next(clicks) for _ in range(100)])
+    assert processor.run_once(block_s=0.5) == 100  # no interval seen yet: added at once
+    assert clicked() == 100
+    time.sleep(0.35)
+    bus.publish([next(clicks) for _ in range(100)])
+    assert processor.run_once(block_s=0.5) == 100  # the interval ends: 200 events, 1 item
+    assert clicked() == 200  # (its flush is due anyway: 0.35 s since the last)
+    bus.publish([next(clicks) for _ in range(100)])
+    assert processor.run_once(block_s=0.5) == 100
+    assert clicked() == 200  # waits now: the next events on i1 would share its script
+    assert processor.run_once(block_s=0.05) == 0  # an idle bus flushes
+    assert clicked() == 300 and bus.lag(processor.group) == 0

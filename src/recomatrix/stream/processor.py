@@ -64,6 +64,11 @@ class StreamProcessor:
         self._item_backlog: dict[str, Event] = {}  # by event id: a repeat is counted once
         self._unacked: list[str] = []
         self._flushed = self._looked_for_stuck = time.monotonic()
+        # Events and distinct items delivered in the current interval of `item_flush_s`,
+        # and the events per item of the last one (`_merges_little`); a worker starts out
+        # flushing with every batch, until an interval says waiting would merge.
+        self._interval = (time.monotonic(), 0, set[ItemId]())
+        self._per_item = 1.0
         self.users: UserCache | None = None
         # A store handing out its own objects (`shares_states`) would show readers the
         # cached states as they change.
@@ -187,14 +192,32 @@ class StreamProcessor:
                 for event in events:
                     self._item_backlog.setdefault(event.event_id, event)
                 self._unacked += [d.message_id for d in deliveries]
+                self._count_interval(events)
             else:
                 self.bus.ack(self.group, [d.message_id for d in deliveries])
         if self._unacked and (
-            not deliveries or time.monotonic() - self._flushed >= self.settings.item_flush_s
+            not deliveries
+            or self._merges_little()
+            or time.monotonic() - self._flushed >= self.settings.item_flush_s
         ):
             self.flush()
         self._rescore_when_due(fresh)
         return len(fresh)
+
+    def _count_interval(self, events: Sequence[Event]) -> None:
+        started, n, items = self._interval
+        items.update(e.item_id for e in events)
+        n += len(events)
+        if time.monotonic() - started >= self.settings.item_flush_s:
+            self._per_item = n / max(1, len(items))
+            self._interval = (time.monotonic(), 0, set())
+        else:
+            self._interval = (started, n, items)
+
+    def _merges_little(self) -> bool:
+        """True while the last interval's events averaged under `item_flush_merge_below` per
+        distinct item: waiting for the interval would save few counting scripts."""
+        return self._per_item < self.settings.item_flush_merge_below
 
     def _stuck_due(self) -> bool:
         if time.monotonic() - self._looked_for_stuck < self.settings.stuck_after_s / 4:

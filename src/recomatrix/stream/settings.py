@@ -22,6 +22,11 @@ class StreamSettings:
     # On such a bus, item counts are added (and batches acknowledged) this often, for all
     # the batches applied since (users are written with every batch); 0 = every batch.
     item_flush_s: float = 0.25
+    # ... but with every batch while waiting would merge little: while the last interval's
+    # events averaged fewer than this many per distinct item (a light load, or a long-tail
+    # catalogue), a counting script per item and batch costs about what one per item and
+    # interval would, and the counts show at once; 0 = always wait.
+    item_flush_merge_below: float = 1.2
     # Deliveries pending this long on a partition this consumer holds are taken over: a
     # consumer that read them after losing the partition (it stalled between renewing its
     # lease and reading) had its write refused and left them. Looked for every quarter of it.
@@ -37,6 +42,10 @@ class StreamSettings:
         if self.stuck_after_s <= 0:
             raise ValueError(f"setting stream.stuck_after_s: {self.stuck_after_s} must be > 0 "
                              "(seconds; keep it well above the bus lease, 15 s)")  # fmt: skip
+        if self.item_flush_merge_below < 0:
+            raise ValueError(f"setting stream.item_flush_merge_below: "
+                             f"{self.item_flush_merge_below} is negative; use 0 to always "
+                             "wait item_flush_s")  # fmt: skip
         if self.item_flush_s < 0:
             raise ValueError(f"setting stream.item_flush_s: {self.item_flush_s} is negative; "
                              "use 0 to add item counts with every batch")  # fmt: skip
