@@ -67,7 +67,8 @@ class StreamProcessor:
         # Events and distinct items delivered in the current interval of `item_flush_s`,
         # and the events per item of the last one (`_merges_little`); a worker starts out
         # flushing with every batch, until an interval says waiting would merge.
-        self._interval = (time.monotonic(), 0, set[ItemId]())
+        self._interval_started, self._interval_events = time.monotonic(), 0
+        self._interval_items: set[ItemId] = set()
         self._per_item = 1.0
         self.users: UserCache | None = None
         # A store handing out its own objects (`shares_states`) would show readers the
@@ -158,7 +159,8 @@ class StreamProcessor:
         (wall time), not after every batch: one read of their counters per interval.
         On a partitioned bus the batch's item counts wait for `flush` (at most
         `item_flush_s`, or until the bus has nothing more): one counting script per item
-        for several batches instead of one per batch, the main cost of Redis under load.
+        for several batches instead of one per batch, the main cost of Redis under load;
+        but not while waiting would merge little (`_merges_little`).
         """
         deliveries, self._retry = self._retry, []
         if not deliveries and self._stuck_due():
@@ -191,8 +193,10 @@ class StreamProcessor:
                 # "seen", but their items never counted them (items skip what they counted).
                 for event in events:
                     self._item_backlog.setdefault(event.event_id, event)
+                    self._interval_items.add(event.item_id)
+                self._interval_events += len(events)
                 self._unacked += [d.message_id for d in deliveries]
-                self._count_interval(events)
+                self._end_interval_when_due()
             else:
                 self.bus.ack(self.group, [d.message_id for d in deliveries])
         if self._unacked and (
@@ -204,15 +208,13 @@ class StreamProcessor:
         self._rescore_when_due(fresh)
         return len(fresh)
 
-    def _count_interval(self, events: Sequence[Event]) -> None:
-        started, n, items = self._interval
-        items.update(e.item_id for e in events)
-        n += len(events)
-        if time.monotonic() - started >= self.settings.item_flush_s:
-            self._per_item = n / max(1, len(items))
-            self._interval = (time.monotonic(), 0, set())
-        else:
-            self._interval = (started, n, items)
+    def _end_interval_when_due(self) -> None:
+        """Close the interval of `item_flush_s` once it is over: its events per distinct
+        item decide whether the next batches' counts wait (`_merges_little`)."""
+        if time.monotonic() - self._interval_started >= self.settings.item_flush_s:
+            self._per_item = self._interval_events / max(1, len(self._interval_items))
+            self._interval_started, self._interval_events = time.monotonic(), 0
+            self._interval_items = set()
 
     def _merges_little(self) -> bool:
         """True while the last interval's events averaged under `item_flush_merge_below` per
