@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -206,14 +207,17 @@ def test_an_undecodable_entry_goes_to_the_dead_letter_stream(redis_url: str) -> 
     client = redis.Redis.from_url(redis_url)
     bus = RedisStreamsBus(client=client, partitions=1)
     client.xadd(bus.streams[0], {"e": b'{"event_id": "x", "type": "teleport"}'})
+    no_user = {"event_id": "y", "user_id": "", "item_id": "i1", "type": "click", "ts": T0}
+    client.xadd(bus.streams[0], {"e": json.dumps(no_user)})
     bus.publish([Event("good", "u1", "i1", "click", T0)])
     got = bus.consume("stream", "c", max_events=10, block_s=0)
     assert [d.event.event_id for d in got] == ["good"]
     bus.ack("stream", [d.message_id for d in got])
     assert bus.lag("stream") == 0
-    (_, letter), *_ = client.xrange(bus.dead_letters)
-    assert letter[b"stream"] == bus.streams[0].encode()
-    assert b"user_id must be a non-empty string" in letter[b"reason"]
+    letters = [letter for _, letter in client.xrange(bus.dead_letters)]
+    assert [letter[b"stream"] for letter in letters] == [bus.streams[0].encode()] * 2
+    assert b"Invalid enum value 'teleport' - at `$.type`" in letters[0][b"reason"]
+    assert b"user_id must be a non-empty string" in letters[1][b"reason"]
 
 
 def test_a_consumer_taking_over_a_dead_ones_partitions_gets_its_unacked_events_first(

