@@ -21,7 +21,7 @@ from recomatrix.events.base import Delivery, EventBus
 from recomatrix.features.base import ItemCount, OnlineStore
 from recomatrix.features.state import ENGAGED, SessionVector, UserState
 from recomatrix.features.windows import WINDOWS, WindowCounts
-from recomatrix.types import EVENT_TYPES, Event
+from recomatrix.types import EVENT_TYPES, Event, ItemId
 
 T0 = 1_700_000_000.0  # event time of the checks' first event
 
@@ -125,16 +125,23 @@ def check_readers_keep_their_snapshot(store: OnlineStore) -> None:
 
 
 def check_item_counts_equal_a_recount(store: OnlineStore) -> None:
-    tag, rng = _tag(), random.Random(7)
-    items = [f"{tag}-i{i}" for i in range(3)]
-    counts = []
-    for n in range(600):  # ~5 hours of events, a few late ones
-        ts = T0 + n * 30.0 - (rng.random() * 50 if n % 17 == 0 else 0.0)
-        field = rng.choice([*EVENT_TYPES, "watch_seconds"])
-        amount = float(rng.randint(1, 300)) if field == "watch_seconds" else 1.0
-        counts.append(ItemCount(f"{tag}-e{n}", rng.choice(items), field, ts, amount))
-    for start in range(0, len(counts), 64):
-        store.add_item_counts(counts[start : start + 64])
+    """Sparse counts (a new 10 s bucket almost every time) and dense ones (many small batches
+    into the same buckets, as under load), both with a few late ones."""
+    for spacing_s, batch in ((30.0, 64), (1.5, 3)):
+        tag, rng = _tag(), random.Random(7)
+        items = [f"{tag}-i{i}" for i in range(3)]
+        counts = []
+        for n in range(600):  # 5 hours of sparse events, 15 minutes of dense ones
+            ts = T0 + n * spacing_s - (rng.random() * 50 if n % 17 == 0 else 0.0)
+            field = rng.choice([*EVENT_TYPES, "watch_seconds"])
+            amount = float(rng.randint(1, 300)) if field == "watch_seconds" else 1.0
+            counts.append(ItemCount(f"{tag}-e{n}", rng.choice(items), field, ts, amount))
+        for start in range(0, len(counts), batch):
+            store.add_item_counts(counts[start : start + batch])
+        _assert_recounted(store, items, counts)
+
+
+def _assert_recounted(store: OnlineStore, items: list[ItemId], counts: list[ItemCount]) -> None:
     states = store.get_items(items)
     last = max(c.ts for c in counts)
     for item, state in zip(items, states, strict=True):

@@ -42,14 +42,16 @@ USER_FIELDS = frozenset(f.name for f in fields(UserState)) - {"user_id"}
 
 
 # Adds counts to a few items, each atomically and all or nothing: if any of an item's
-# event ids is in one of its counted-events sets, that item is left unchanged and answers
-# those ids (the caller sends the rest again); otherwise its ids are recorded and its
-# counts added. Only the rows the counts land in and the rows that left their window are
-# decoded; the other rows are copied as bytes. KEYS: per item, its blob, then its S
-# counted-events sets still alive, the current one (which takes the ids) first. ARGV: item
-# TTL (ms), the current sets' expiry (unix ms), S, then msgpack of a list with, per item:
-# amount added to total_engaged, newest event time, event ids, and a flat list of (field
-# index, event time, amount) per count. Answers, per item, the ids it had counted already.
+# event ids is in one of the call's counted-events sets, that item is left unchanged and
+# answers those ids (the caller sends the rest again); otherwise its ids are recorded and
+# its counts added. Only the rows the counts land in and the rows that left their window
+# are decoded; the other rows are copied as bytes. KEYS: the S counted-events sets still
+# alive, the current one (which takes the ids) first, then per item its blob. The sets
+# are shared by the call's items (one check per set for all their ids: a Redis call from
+# Lua costs about a microsecond), so ids must name their item where a call has several.
+# ARGV: item TTL (ms), the current set's expiry (unix ms), S, then msgpack of a list with,
+# per item: amount added to total_engaged, newest event time, ids, and a flat list of
+# (field index, event time, amount) per count. Answers, per item, the ids counted before.
 ITEM_COUNT_LUA = Template("""
 local NF, NW = $fields, $windows
 local WIDTH, SPAN = {$widths}, {$spans}
@@ -66,7 +68,7 @@ local function already_counted(sets, ids)
     local chunk = {unpack(ids, s, math.min(#ids, s + CHUNK - 1))}
     for _, set in ipairs(sets) do
       for i, hit in ipairs(redis.call('SMISMEMBER', set, unpack(chunk))) do
-        if hit == 1 then counted[#counted + 1] = chunk[i] end
+        if hit == 1 then counted[chunk[i]] = true end
       end
     end
   end
@@ -89,6 +91,39 @@ local function by_bucket(values)
   return adds
 end
 
+-- The usual case under load: each window's counts all land in its newest stored row. No
+-- row is added, so none leaves its window either (that depends on the newest row only):
+-- only those rows and the header change, the bytes between them are copied. False when
+-- the counts need the general merge below (nothing written).
+local function add_in_place(key, blob, h, adds)
+  local rows, at = {}, HEADER_SIZE + 1
+  for w = 1, NW do
+    local n, only = h[2 + NF * NW + w], next(adds[w])
+    at = at + n * ROW_SIZE
+    if n == 0 or next(adds[w], only) ~= nil
+        or struct.unpack('<i4', blob, at - ROW_SIZE) ~= only then
+      return false
+    end
+    rows[w] = at - ROW_SIZE
+  end
+  local parts, copied = {}, HEADER_SIZE + 1
+  for w = 1, NW do
+    local row, total = {struct.unpack(ROW, blob, rows[w])}, 2 + (w - 1) * NF
+    row[NF + 2] = nil
+    for f, amount in pairs(adds[w][row[1]]) do
+      local old = row[f]
+      row[f] = f32(old + amount)
+      h[total + f - 1] = h[total + f - 1] + row[f] - old
+    end
+    parts[#parts + 1] = string.sub(blob, copied, rows[w] - 1)
+    parts[#parts + 1] = struct.pack(ROW, unpack(row))
+    copied = rows[w] + ROW_SIZE
+  end
+  parts[#parts + 1] = string.sub(blob, copied)
+  redis.call('SET', key, struct.pack(HEADER, unpack(h)) .. table.concat(parts), 'PX', TTL)
+  return true
+end
+
 local function add_counts(key, engaged, newest, values)
   local blob = redis.call('GET', key) or ''
   local function unpack_row(at)
@@ -105,7 +140,9 @@ local function add_counts(key, engaged, newest, values)
   end
   h[1] = h[1] + engaged
   h[2] = math.max(h[2], newest)
-  local adds, parts, at = by_bucket(values), {}, HEADER_SIZE + 1
+  local adds = by_bucket(values)
+  if blob ~= '' and add_in_place(key, blob, h, adds) then return end
+  local parts, at = {}, HEADER_SIZE + 1
   for w = 1, NW do
     local n, total = h[2 + NF * NW + w], 2 + (w - 1) * NF
     local first, cut = at, at + n * ROW_SIZE
@@ -160,21 +197,27 @@ local function add_counts(key, engaged, newest, values)
   redis.call('SET', key, struct.pack(HEADER, unpack(h)) .. table.concat(parts), 'PX', TTL)
 end
 
-local answers = {}
-for i, item in ipairs(cmsgpack.unpack(ARGV[4])) do
-  local k = (i - 1) * (1 + SETS) + 1
-  local sets = {unpack(KEYS, k + 1, k + SETS)}
-  local engaged, newest, ids, values = item[1], item[2], item[3], item[4]
-  local counted = already_counted(sets, ids)
+local items, sets = cmsgpack.unpack(ARGV[4]), {unpack(KEYS, 1, SETS)}
+local ids = {}
+for _, item in ipairs(items) do
+  for _, id in ipairs(item[3]) do ids[#ids + 1] = id end
+end
+local seen, answers, fresh = already_counted(sets, ids), {}, {}
+for i, item in ipairs(items) do
+  local counted = {}
+  for _, id in ipairs(item[3]) do
+    if seen[id] then counted[#counted + 1] = id end
+  end
   if #counted == 0 then
-    for s = 1, #ids, CHUNK do
-      redis.call('SADD', sets[1], unpack(ids, s, math.min(#ids, s + CHUNK - 1)))
-    end
-    redis.call('PEXPIREAT', sets[1], EXPIRE_AT)
-    add_counts(KEYS[k], engaged, newest, values)
+    for _, id in ipairs(item[3]) do fresh[#fresh + 1] = id end
+    add_counts(KEYS[SETS + i], item[1], item[2], item[4])
   end
   answers[i] = counted
 end
+for s = 1, #fresh, CHUNK do
+  redis.call('SADD', sets[1], unpack(fresh, s, math.min(#fresh, s + CHUNK - 1)))
+end
+if #fresh > 0 then redis.call('PEXPIREAT', sets[1], EXPIRE_AT) end
 return answers
 """).substitute(
     fields=len(FIELDS),

@@ -7,7 +7,10 @@ Keys (`rx` is the namespace; braces keep an item's keys in one Redis Cluster slo
     rx:e:{shard}:<b>             set of applied event ids (shard: crc32 of the id % 8), put
                                  with the user states that applied them; b: time bucket
     rx:i:{item}                  packed item windows (`codec` layout), changed only by Lua
-    rx:i:{item}:counted:<b>      set of the event ids the item counted in time bucket b
+    rx:ic:<b>                    set of "<item>\0<event id>" the items counted in time bucket
+                                 b (one server: one set for every item, fewer Lua calls)
+    rx:i:{item}:counted:<b>      set of the event ids the item counted in time bucket b (a
+                                 cluster: in the item's slot)
     rx:trending                  sorted set: item -> trending score, capped at `max_trending`
 
 Event-id sets are per time bucket (`claim_ttl_s / MARKER_BUCKETS` wide) and expire whole,
@@ -298,23 +301,35 @@ class RedisOnlineStore:
     def _count_items(
         self, items: Sequence[ItemId], by_item: Mapping[ItemId, Sequence[ItemCount]]
     ) -> list[list[bytes]]:
-        """ITEM_COUNT_LUA over the items, `ITEMS_PER_SCRIPT` a call (one on a cluster, where
-        the items' keys sit in different slots), counts summed per (field, 10 s bucket)."""
+        """ITEM_COUNT_LUA over the items, `ITEMS_PER_SCRIPT` a call, counts summed per
+        (field, 10 s bucket); answers, per item, the event ids it had counted before.
+
+        On one server a call's items share the counted-events sets `rx:ic:<b>`, their ids
+        prefixed by the item (an event counts once per item). On a cluster the items' keys
+        sit in different slots: one item a call, with its own sets `rx:i:{item}:counted:<b>`.
+        """
         buckets = self._live_buckets()
         expire_at_ms = self._expiry_ms(buckets[0])
         per_call = 1 if self._cluster else ITEMS_PER_SCRIPT
         pipe = self.client.pipeline(transaction=False)
         for start in range(0, len(items), per_call):
-            keys, batch = [], []
-            for item_id in items[start : start + per_call]:
-                key = self._item_key(item_id)
-                keys += [key, *(f"{key}:counted:{bucket}" for bucket in buckets)]
-                batch.append(_summed(by_item[item_id]))
+            chunk = items[start : start + per_call]
+            if self._cluster:
+                own = self._item_key(chunk[0])
+                keys = [f"{own}:counted:{bucket}" for bucket in buckets]
+            else:
+                keys = [f"{self.namespace}:ic:{bucket}" for bucket in buckets]
+            keys += [self._item_key(item_id) for item_id in chunk]
+            batch = [_summed(by_item[i], "" if self._cluster else i + "\x00") for i in chunk]
             pipe.execute_command(  # not pipe.evalsha: cluster pipelines refuse that name
                 "EVALSHA", self._count_sha, len(keys), *keys,
                 self.item_ttl_ms, expire_at_ms, len(buckets), msgpack.packb(batch),
             )  # fmt: skip
-        return [answer for call in pipe.execute() for answer in call]
+        answers = [answer for call in pipe.execute() for answer in call]
+        if self._cluster:
+            return answers
+        return [[member[len(item_id.encode()) + 1 :] for member in counted]
+                for item_id, counted in zip(items, answers, strict=True)]  # fmt: skip
 
     def delete_items(self, item_ids: Sequence[ItemId]) -> None:
         if not item_ids:
@@ -438,9 +453,10 @@ def connect(url: str, *, socket_timeout_s: float = 2.0) -> redis.Redis | redis.R
     return redis.Redis.from_url(url, retry=retry, **options)
 
 
-def _summed(counts: Sequence[ItemCount]) -> list[Any]:
-    """One item's counts for ITEM_COUNT_LUA: total engaged, newest time, event ids, and
-    (field, time, amount) per field and 10 s bucket (a bucket of every wider window too)."""
+def _summed(counts: Sequence[ItemCount], prefix: str) -> list[Any]:
+    """One item's counts for ITEM_COUNT_LUA: total engaged, newest time, its event ids
+    (after `prefix`), and (field, time, amount) per field and 10 s bucket (a bucket of every
+    wider window too)."""
     finest = WINDOWS[0]
     sums: dict[tuple[int, int], list[float]] = {}  # (field, bucket) -> [amount, a time in it]
     for c in counts:
@@ -450,7 +466,7 @@ def _summed(counts: Sequence[ItemCount]) -> list[Any]:
     for (field, _), (amount, ts) in sums.items():
         values += [field, ts, amount]
     engaged = sum(c.amount for c in counts if c.field in ENGAGED)
-    ids = list(dict.fromkeys(c.event_id for c in counts))
+    ids = list(dict.fromkeys(prefix + c.event_id for c in counts))
     return [engaged, max(c.ts for c in counts), ids, values]
 
 
