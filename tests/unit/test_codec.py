@@ -1,6 +1,8 @@
-"""The msgpack layout of stored user fields: what one version writes, any msgpack reader reads."""
+"""Stored user fields: their msgpack layout, and watched / skipped maps written as changes."""
 
 from __future__ import annotations
+
+import random
 
 import msgpack  # type: ignore[import-untyped]  # ships no type information
 import numpy as np
@@ -8,6 +10,9 @@ import numpy as np
 from recomatrix.features.codec import decode_user_fields, encode_user_fields
 from recomatrix.features.state import SessionVector, UserState
 from recomatrix.features.windows import WindowCounts
+from recomatrix.stream.settings import StreamSettings
+from recomatrix.stream.updates import update_user
+from recomatrix.types import Event
 
 
 def _heavy_user() -> UserState:
@@ -48,3 +53,37 @@ def test_fields_are_plain_msgpack_with_float64_times_and_extension_types() -> No
     kinds = {name: msgpack.unpackb(fields[name]) for name in ("session", "long_term", "windows")}
     assert {name: value.code for name, value in kinds.items()} == {
         "session": 3, "long_term": 1, "windows": 2}  # fmt: skip
+
+
+def test_a_tracked_map_is_written_as_its_changes_and_reads_back_as_it_is_live() -> None:
+    """Writes of a heavy user's watched map send the entries changed since it was last
+    written whole (items re-watched, new ones, expired ones as removals), and a read merges
+    them in order of last touch; past an eighth of the map it is written whole again."""
+    settings, rng = StreamSettings(watched_retention_s=3000.0), random.Random(5)
+    user, stored = UserState("u1"), {}  # stored: the user's Redis hash (HSET semantics)
+    sizes = []
+    for batch in range(120):
+        ts = 1_700_000_000.0 + batch * 30.0
+        events = [Event(f"e{batch}-{k}", "u1", f"i{rng.randrange(600)}", "complete", ts + k)
+                  for k in range(rng.randrange(1, 8))]  # fmt: skip
+        update_user(user, events, settings, lambda _: None)
+        fields = encode_user_fields(user, ["watched"])
+        sizes.append(sum(len(blob) for blob in fields.values()))
+        stored.update({name.encode(): blob for name, blob in fields.items()})
+        back = decode_user_fields("u1", stored).watched
+        assert list(back.items()) == list(user.watched.items()), f"batch {batch}"
+        if batch % 40 == 39:  # a worker that reads the user back goes on from the store
+            user = decode_user_fields("u1", stored)
+    assert len(user.watched) > 256 and min(user.watched.values()) > 1_700_000_000.0 + 600
+    assert sorted(sizes)[len(sizes) // 2] * 4 < max(sizes)  # most writes are a few entries
+
+
+def test_an_untracked_map_and_a_whole_write_store_the_map_whole() -> None:
+    user = _heavy_user()  # plain dicts: nothing tracks their changes
+    fields = encode_user_fields(user, ["watched", "last_ts"])
+    assert msgpack.unpackb(fields["watched"]) == user.watched and fields["watched+"] == b"\x80"
+    stored = {name.encode(): blob for name, blob in encode_user_fields(user).items()}
+    back = decode_user_fields("u1", stored)
+    back.watched.touch("i5", 1_800_000_000.0)
+    assert set(encode_user_fields(back, ["watched"])) == {"watched+"}
+    assert set(encode_user_fields(back)) >= {"watched", "watched+", "skipped", "skipped+"}

@@ -26,7 +26,7 @@ import msgpack  # type: ignore[import-untyped]  # ships no type information
 import msgspec
 import numpy as np
 
-from recomatrix.features.state import ItemState, SessionVector, UserState
+from recomatrix.features.state import ItemState, SeenMap, SessionVector, UserState
 from recomatrix.features.windows import FIELDS, ROW, WINDOWS, WindowCounts
 from recomatrix.features.windows import HEADER as WINDOWS_HEADER
 from recomatrix.types import ItemId, UserId
@@ -39,6 +39,10 @@ HEADER = struct.Struct("<dd" + WINDOWS_HEADER.format.lstrip("<"))
 _EXT_ARRAY, _EXT_WINDOWS, _EXT_SESSION = 1, 2, 3
 # What a stored user holds: every `UserState` field but its id (the key names the user).
 USER_FIELDS = frozenset(f.name for f in fields(UserState)) - {"user_id"}
+# Maps stored as a base and the changes since (`encode_user_fields`).
+SEEN_FIELDS = frozenset({"watched", "skipped"})
+SEEN_DELTA_MIN = 64  # changes a map may carry before it is written whole again
+_EMPTY_MAP = b"\x80"  # msgpack {}
 
 
 # Adds counts to a few items, each atomically and all or nothing: if any of an item's
@@ -240,24 +244,59 @@ def decode_item(item_id: ItemId, blob: bytes) -> ItemState:
 
 def encode_user_fields(state: UserState, names: Collection[str] | None = None) -> dict[str, bytes]:
     """A user state's fields (all of them, or `names`), each as its own msgpack value: the
-    Redis tier stores a user as a hash of these, so a write sends only what changed."""
+    Redis tier stores a user as a hash of these, so a write sends only what changed.
+
+    A watched or skipped map is a base value (`watched`) and the entries changed since it
+    was written (`watched+`, item -> time or nil for removed, in order): a map that tracks
+    its changes (`SeenMap.changed`) writes only those, until they pass an eighth of it (at
+    least `SEEN_DELTA_MIN`); then, or for all fields, it is written whole with an empty
+    delta, and tracks the changes since. An encoded state must be stored or discarded."""
+    whole = names is None
     if names is None:
         names = USER_FIELDS
     elif not USER_FIELDS.issuperset(names):
         unknown = sorted(set(names) - USER_FIELDS)
         raise ValueError(f"unknown user state fields {unknown}; use some of {sorted(USER_FIELDS)}")
-    return {name: _pack(getattr(state, name)) for name in names}
+    fields = {}
+    for name in names:
+        value = getattr(state, name)
+        if name in SEEN_FIELDS:
+            fields.update(_encode_seen(name, value, whole))
+        else:
+            fields[name] = _pack(value)
+    return fields
 
 
 def decode_user_fields(user_id: UserId, stored: Mapping[bytes, bytes]) -> UserState:
     """The inverse of `encode_user_fields`; fields not stored take their defaults, and
     fields this version does not know are ignored."""
-    values = {}
+    values: dict[str, Any] = {}
+    deltas: dict[str, dict[ItemId, float | None]] = {}
     for key, blob in stored.items():
         name = key.decode()
         if name in USER_FIELDS:
             values[name] = msgpack.unpackb(blob, ext_hook=_from_ext, strict_map_key=False)
+        elif name.endswith("+") and name[:-1] in SEEN_FIELDS:
+            deltas[name[:-1]] = msgpack.unpackb(blob, strict_map_key=False)
+    for name in SEEN_FIELDS:
+        delta = deltas.get(name) or {}
+        seen = SeenMap(values.get(name) or {}, changed=dict(delta))
+        for item_id, ts in delta.items():  # later touches go last, as they did live
+            seen.pop(item_id, None)
+            if ts is not None:
+                seen[item_id] = ts
+        values[name] = seen
     return UserState(user_id, **values)
+
+
+def _encode_seen(name: str, seen: dict[ItemId, float], whole: bool) -> dict[str, bytes]:
+    """A watched / skipped map as its changes since its base, or whole (see above)."""
+    changed = seen.changed if isinstance(seen, SeenMap) else None
+    if not whole and changed is not None and len(changed) <= max(SEEN_DELTA_MIN, len(seen) // 8):
+        return {name + "+": _pack(changed)}
+    if isinstance(seen, SeenMap):
+        seen.changed = {}
+    return {name: _pack(seen), name + "+": _EMPTY_MAP}
 
 
 def _pack(value: Any) -> bytes:

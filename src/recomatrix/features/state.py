@@ -54,6 +54,38 @@ def _decay(elapsed_s: float, half_life_s: float) -> float:
     return math.pow(0.5, elapsed_s / half_life_s)
 
 
+class SeenMap(dict[ItemId, float]):
+    """A user's watched or skipped map (item -> last time, in order of last touch) that
+    remembers what changed since it was last stored whole: `changed`, item -> new time or
+    None (removed), in the same order; None while nothing tracks it (it is then stored
+    whole). A store then writes only those entries: a heavy user's map holds hundreds of
+    items, a batch changes a few (`codec.encode_user_fields`)."""
+
+    __slots__ = ("changed",)
+
+    def __init__(self, entries: Mapping[ItemId, float] | None = None, *,
+                 changed: dict[ItemId, float | None] | None = None) -> None:  # fmt: skip
+        super().__init__(entries or {})
+        self.changed = changed
+
+    def copy(self) -> SeenMap:  # a SeenMap, not a dict
+        return SeenMap(self, changed=None if self.changed is None else dict(self.changed))
+
+    def touch(self, item_id: ItemId, ts: float) -> None:
+        """Set the item's time and move it to the end (last touched)."""
+        self.pop(item_id, None)
+        self[item_id] = ts
+        if self.changed is not None:
+            self.changed.pop(item_id, None)
+            self.changed[item_id] = ts
+
+    def forget(self, item_id: ItemId) -> None:
+        del self[item_id]
+        if self.changed is not None:
+            self.changed.pop(item_id, None)
+            self.changed[item_id] = None
+
+
 @dataclass(slots=True)
 class UserState:
     """Everything the engine knows about one user right now."""
@@ -76,8 +108,8 @@ class UserState:
             windows=self.windows.copy(),
             session=SessionVector(self.session.vector, self.session.ts),
             recent_items=list(self.recent_items),
-            watched=dict(self.watched),
-            skipped=dict(self.skipped),
+            watched=self.watched.copy(),  # a SeenMap keeps what it tracks
+            skipped=self.skipped.copy(),
             long_term=self.long_term,
             history=list(self.history),
             last_ts=self.last_ts,

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 import numpy as np
 
 from recomatrix.features.base import ItemCount
-from recomatrix.features.state import ENGAGED, SessionVector, UserState
+from recomatrix.features.state import ENGAGED, SeenMap, SessionVector, UserState
 from recomatrix.features.windows import WINDOWS, WindowCounts
 from recomatrix.stream.settings import StreamSettings
 from recomatrix.types import ENGAGEMENT_WEIGHT, WATCHED_TYPES, Event, ItemId
@@ -111,18 +111,19 @@ def item_counts(events: Iterable[Event]) -> list[ItemCount]:
     return counts
 
 
-def remember(
-    seen: dict[ItemId, float], events: Sequence[Event], retention_s: float
-) -> dict[ItemId, float]:
-    """`seen` with the events' items at their latest time, past retention pruned.
+def remember(seen: dict[ItemId, float], events: Sequence[Event], retention_s: float) -> SeenMap:
+    """`seen` with the events' items at their latest time, past retention pruned (as a
+    `SeenMap`, which records the change if it tracks one).
 
     A touched item moves to the end, so the map stays in order of last touch (about time
     order) and pruning only walks the expired entries at its front: a heavy user's
     hundreds of recent entries are not scanned on every event. An entry touched late with
     an old time may outlive retention until it reaches the front (kept longer, not lost).
     """
+    if not isinstance(seen, SeenMap):
+        seen = SeenMap(seen)
     for event in events:
-        seen[event.item_id] = max(event.ts, seen.pop(event.item_id, 0.0))
+        seen.touch(event.item_id, max(event.ts, seen.get(event.item_id, 0.0)))
     if len(seen) > 256:
         horizon = events[-1].ts - retention_s
         expired = []
@@ -131,5 +132,5 @@ def remember(
                 break
             expired.append(item_id)
         for item_id in expired:
-            del seen[item_id]
+            seen.forget(item_id)
     return seen
