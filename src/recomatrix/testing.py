@@ -178,6 +178,14 @@ def check_item_counts_are_counted_once_per_event(store: OnlineStore) -> None:
     state_a = store.get_items([a])[0]
     assert state_a is not None and state_a.windows.get("1h", now=T0 + 1) == {
         "click": 2.0, "watch_seconds": 30.0}  # fmt: skip
+    # One call with an item that counted the event and one that did not: only the second.
+    c, d = f"{tag}-c", f"{tag}-d"
+    store.add_item_counts([ItemCount(f"{tag}-e9", c, "click", T0)])
+    store.add_item_counts([ItemCount(f"{tag}-e9", c, "click", T0),
+                           ItemCount(f"{tag}-e9", d, "click", T0)])  # fmt: skip
+    state_c, state_d = store.get_items([c, d])
+    assert state_c is not None and state_c.windows.get("1h", now=T0) == {"click": 1.0}
+    assert state_d is not None and state_d.windows.get("1h", now=T0) == {"click": 1.0}
 
 
 def check_concurrent_item_counts_lose_nothing(store: OnlineStore) -> None:

@@ -13,12 +13,14 @@ import redis
 
 from recomatrix.events.memory import MemoryEventBus
 from recomatrix.events.redis import RedisStreamsBus
-from recomatrix.features.base import LeaseLost
+from recomatrix.features import codec
+from recomatrix.features.base import ItemCount, LeaseLost
 from recomatrix.features.memory import MemoryOnlineStore
 from recomatrix.features.redis import RedisOnlineStore
 from recomatrix.features.state import ENGAGED, UserState
 from recomatrix.features.windows import WINDOWS, Window
 from recomatrix.stream import StreamProcessor, StreamSettings
+from recomatrix.tier.seed import seed_redis
 from recomatrix.types import EVENT_TYPES, Event, UserId
 
 T0 = 1_700_000_000.0
@@ -281,11 +283,14 @@ def test_a_worker_reuses_the_states_it_wrote_while_it_holds_the_partition(redis_
 
 @pytest.mark.parametrize("cached_users", [0, 20_000])
 def test_user_states_written_field_by_field_equal_the_embedded_tiers(
-    redis_url: str, cached_users: int
+    redis_url: str, cached_users: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The Redis tier writes only the fields a batch changed; after the same events, every
-    user reads back as the in-memory store's copy of it, field for field (with the worker's
-    cache of its users, and without it: every batch reads back what was written)."""
+    """The Redis tier writes only the fields a batch changed, and of the watched and skipped
+    maps only the entries it changed (written whole again after a few changes here); after
+    the same events, every user reads back as the in-memory store's copy of it, field for
+    field and maps in order (with the worker's cache of its users, and without it: every
+    batch reads back what was written)."""
+    monkeypatch.setattr(codec, "SEEN_DELTA_MIN", 4)
     events = synthetic_events(3000, users=20, items=50, seed=11)
     settings = StreamSettings(cached_users=cached_users)
     embedded = StreamProcessor(bus=MemoryEventBus(), store=MemoryOnlineStore(),
@@ -310,6 +315,8 @@ def test_user_states_written_field_by_field_equal_the_embedded_tiers(
         assert (have.recent_items, have.watched, have.skipped, have.history, have.last_ts) == (
             want.recent_items, want.watched, want.skipped, want.history, want.last_ts,
         )  # fmt: skip
+        assert list(have.watched.items()) == list(want.watched.items())
+        assert list(have.skipped.items()) == list(want.skipped.items())
 
 
 @pytest.mark.parametrize("url_fixture", ["redis_url", "redis_cluster_url"])
@@ -520,3 +527,35 @@ def test_item_counts_wait_for_the_interval_only_when_waiting_merges_them(redis_u
     assert clicked() == 200  # waits now: the next events on i1 would share its script
     assert processor.run_once(block_s=0.05) == 0  # an idle bus flushes
     assert clicked() == 300 and bus.lag(processor.group) == 0
+
+
+def test_seeding_the_same_log_twice_counts_it_once(redis_url: str) -> None:
+    """A deploy re-seeds every item from the log into a Redis that counted it before."""
+    events = synthetic_events(600, users=10, items=20, seed=5)
+    source = StreamProcessor(bus=MemoryEventBus(), store=MemoryOnlineStore(),
+                             item_vector=ITEM_VECTORS.get)  # fmt: skip
+    source.apply(events)
+    target = RedisOnlineStore.from_url(redis_url)
+    users, items = sorted({e.user_id for e in events}), sorted({e.item_id for e in events})
+    for _ in range(2):
+        seed_redis(source=source.store, target=target, users=users, items=items, events=events)
+    now = events[-1].ts
+    for want, have in zip(source.store.get_items(items), target.get_items(items), strict=True):
+        assert want is not None and have is not None
+        assert have.windows.all(now=now) == want.windows.all(now=now)
+        assert have.total_engaged == want.total_engaged
+
+
+def test_a_counting_call_failing_on_one_item_counts_the_others_once(redis_url: str) -> None:
+    """Redis keeps a script's writes made before it failed: the items counted before (and
+    after) the broken one record their ids, so the retry adds only the broken item's."""
+    client = redis.Redis.from_url(redis_url)
+    store = RedisOnlineStore(client=client, namespace="fail")
+    counts = [ItemCount(f"e{k}", f"i{k}", "click", T0) for k in range(3)]
+    client.sadd("fail:i:{i1}", "not a blob")  # a key of another type
+    with pytest.raises(redis.exceptions.ResponseError, match="ITEM COUNT FAILED"):
+        store.add_item_counts(counts)
+    client.delete("fail:i:{i1}")
+    store.add_item_counts(counts)
+    for state in store.get_items(["i0", "i1", "i2"]):
+        assert state is not None and state.windows.get("5m", now=T0) == {"click": 1.0}

@@ -44,6 +44,13 @@ def test_every_user_field_round_trips_exactly() -> None:
     assert back.windows.to_bytes() == user.windows.to_bytes()
 
 
+def test_plain_fields_are_the_bytes_msgpack_writes() -> None:
+    user = _heavy_user()
+    fields = encode_user_fields(user, ["history", "recent_items", "last_ts", "skipped"])
+    for name in ("history", "recent_items", "last_ts", "skipped"):
+        assert fields[name] == msgpack.packb(getattr(user, name)), name
+
+
 def test_fields_are_plain_msgpack_with_float64_times_and_extension_types() -> None:
     """Stored by one version, read by another: the session, vectors and windows are
     msgpack extension types 3, 1 and 2, never maps; times keep float64 precision."""

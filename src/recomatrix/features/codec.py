@@ -206,15 +206,23 @@ local ids = {}
 for _, item in ipairs(items) do
   for _, id in ipairs(item[3]) do ids[#ids + 1] = id end
 end
-local seen, answers, fresh = already_counted(sets, ids), {}, {}
+-- An item whose counting fails (a corrupt blob, a key of another type) is left unchanged
+-- and its ids unrecorded; the others' ids are recorded with their counts, then the call
+-- fails (a script's writes are not rolled back): a retry counts only what is missing.
+local seen, answers, fresh, failed = already_counted(sets, ids), {}, {}, nil
 for i, item in ipairs(items) do
   local counted = {}
   for _, id in ipairs(item[3]) do
     if seen[id] then counted[#counted + 1] = id end
   end
   if #counted == 0 then
-    for _, id in ipairs(item[3]) do fresh[#fresh + 1] = id end
-    add_counts(KEYS[SETS + i], item[1], item[2], item[4])
+    local ok, err = pcall(add_counts, KEYS[SETS + i], item[1], item[2], item[4])
+    if ok then
+      for _, id in ipairs(item[3]) do fresh[#fresh + 1] = id end
+    else
+      if type(err) == 'table' then err = err.err end
+      failed = failed or (KEYS[SETS + i] .. ': ' .. tostring(err))
+    end
   end
   answers[i] = counted
 end
@@ -222,6 +230,7 @@ for s = 1, #fresh, CHUNK do
   redis.call('SADD', sets[1], unpack(fresh, s, math.min(#fresh, s + CHUNK - 1)))
 end
 if #fresh > 0 then redis.call('PEXPIREAT', sets[1], EXPIRE_AT) end
+if failed then return redis.error_reply('ITEM COUNT FAILED ' .. failed) end
 return answers
 """).substitute(
     fields=len(FIELDS),

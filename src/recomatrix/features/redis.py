@@ -7,7 +7,7 @@ Keys (`rx` is the namespace; braces keep an item's keys in one Redis Cluster slo
     rx:e:{shard}:<b>             set of applied event ids (shard: crc32 of the id % 8), put
                                  with the user states that applied them; b: time bucket
     rx:i:{item}                  packed item windows (`codec` layout), changed only by Lua
-    rx:ic:<b>                    set of "<item>\0<event id>" the items counted in time bucket
+    rx:ic:<b>                    set of "<len>:<item><event id>" the items counted in bucket
                                  b (one server: one set for every item, fewer Lua calls)
     rx:i:{item}:counted:<b>      set of the event ids the item counted in time bucket b (a
                                  cluster: in the item's slot)
@@ -305,8 +305,9 @@ class RedisOnlineStore:
         (field, 10 s bucket); answers, per item, the event ids it had counted before.
 
         On one server a call's items share the counted-events sets `rx:ic:<b>`, their ids
-        prefixed by the item (an event counts once per item). On a cluster the items' keys
-        sit in different slots: one item a call, with its own sets `rx:i:{item}:counted:<b>`.
+        prefixed by the item (`_member_prefix`: an event counts once per item). On a cluster
+        the items' keys sit in different slots: one item a call, with its own sets
+        `rx:i:{item}:counted:<b>`.
         """
         buckets = self._live_buckets()
         expire_at_ms = self._expiry_ms(buckets[0])
@@ -318,9 +319,9 @@ class RedisOnlineStore:
                 own = self._item_key(chunk[0])
                 keys = [f"{own}:counted:{bucket}" for bucket in buckets]
             else:
-                keys = [f"{self.namespace}:ic:{bucket}" for bucket in buckets]
+                keys = [self._counted_key(bucket) for bucket in buckets]
             keys += [self._item_key(item_id) for item_id in chunk]
-            batch = [_summed(by_item[i], "" if self._cluster else i + "\x00") for i in chunk]
+            batch = [_summed(by_item[i], "" if self._cluster else _member_prefix(i)) for i in chunk]
             pipe.execute_command(  # not pipe.evalsha: cluster pipelines refuse that name
                 "EVALSHA", self._count_sha, len(keys), *keys,
                 self.item_ttl_ms, expire_at_ms, len(buckets), msgpack.packb(batch),
@@ -328,20 +329,30 @@ class RedisOnlineStore:
         answers = [answer for call in pipe.execute() for answer in call]
         if self._cluster:
             return answers
-        return [[member[len(item_id.encode()) + 1 :] for member in counted]
+        return [[member[len(_member_prefix(item_id).encode()) :] for member in counted]
                 for item_id, counted in zip(items, answers, strict=True)]  # fmt: skip
 
     def delete_items(self, item_ids: Sequence[ItemId]) -> None:
+        """Drop the items' counters and trending score. On a cluster their counted event ids
+        go too; on one server those live in the sets every item shares, and stay until they
+        expire (`forget_counted_events` drops them all)."""
         if not item_ids:
             return
         pipe = self.client.pipeline(transaction=not self._cluster)
-        buckets = self._live_buckets()
+        buckets = self._live_buckets() if self._cluster else []
         for item_id in item_ids:
             key = self._item_key(item_id)
             for name in (key, *(f"{key}:counted:{bucket}" for bucket in buckets)):
                 pipe.delete(name)  # one key per call: cluster pipelines refuse several
         pipe.zrem(self._trending_key, *item_ids)
         pipe.execute()
+
+    def forget_counted_events(self) -> None:
+        """Forget which events the items counted, on one server (a cluster keeps them per
+        item: `delete_items`). Only while nothing counts: a deploy that re-seeds every
+        item's counters from the log counts the same event ids again."""
+        if not self._cluster:
+            self.client.delete(*(self._counted_key(bucket) for bucket in self._live_buckets()))
 
     def set_trending(self, scores: Mapping[ItemId, float]) -> None:
         hot = {item_id: score for item_id, score in scores.items() if score > 0}
@@ -399,6 +410,10 @@ class RedisOnlineStore:
 
     def _marker_key(self, shard: int, bucket: int) -> str:
         return f"{self.namespace}:e:{{{shard}}}:{bucket}"
+
+    def _counted_key(self, bucket: int) -> str:
+        """One server: the set of (item, event id) the items counted in time bucket b."""
+        return f"{self.namespace}:ic:{bucket}"
 
     def _user_key(self, user_id: UserId) -> str:
         return f"{self.namespace}:user:{{{user_id}}}"
@@ -468,6 +483,12 @@ def _summed(counts: Sequence[ItemCount], prefix: str) -> list[Any]:
     engaged = sum(c.amount for c in counts if c.field in ENGAGED)
     ids = list(dict.fromkeys(prefix + c.event_id for c in counts))
     return [engaged, max(c.ts for c in counts), ids, values]
+
+
+def _member_prefix(item_id: ItemId) -> str:
+    """What precedes an event id in a shared counted-events set: the item id's length in
+    bytes, then the item id, so no (item, event) pair can spell another."""
+    return f"{len(item_id.encode())}:{item_id}"
 
 
 def _text(value: bytes | str) -> str:

@@ -40,6 +40,7 @@ def seed_redis(
     """
     for start in range(0, len(items), _CHUNK):
         target.delete_items(items[start : start + _CHUNK])
+    target.forget_counted_events()  # else the log's events count as counted already
     for start in range(0, len(users), _CHUNK):
         states = source.get_users(users[start : start + _CHUNK])
         target.put_users([s for s in states if s is not None])
