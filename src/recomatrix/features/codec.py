@@ -95,6 +95,23 @@ local function by_bucket(values)
   return adds
 end
 
+local function unpack_row(blob, at)
+  local row = {struct.unpack(ROW, blob, at)}
+  row[NF + 2] = nil  -- struct.unpack also returns the next position
+  return row
+end
+
+-- Adds a bucket's amounts (row index -> amount) to a row of window w; the header's totals
+-- follow the float32 values stored.
+local function add_to_row(row, amounts, h, w)
+  local total = 2 + (w - 1) * NF
+  for f, amount in pairs(amounts) do
+    local old = row[f]
+    row[f] = f32(old + amount)
+    h[total + f - 1] = h[total + f - 1] + row[f] - old
+  end
+end
+
 -- The usual case under load: each window's counts all land in its newest stored row. No
 -- row is added, so none leaves its window either (that depends on the newest row only):
 -- only those rows and the header change, the bytes between them are copied. False when
@@ -112,13 +129,8 @@ local function add_in_place(key, blob, h, adds)
   end
   local parts, copied = {}, HEADER_SIZE + 1
   for w = 1, NW do
-    local row, total = {struct.unpack(ROW, blob, rows[w])}, 2 + (w - 1) * NF
-    row[NF + 2] = nil
-    for f, amount in pairs(adds[w][row[1]]) do
-      local old = row[f]
-      row[f] = f32(old + amount)
-      h[total + f - 1] = h[total + f - 1] + row[f] - old
-    end
+    local row = unpack_row(blob, rows[w])
+    add_to_row(row, adds[w][row[1]], h, w)
     parts[#parts + 1] = string.sub(blob, copied, rows[w] - 1)
     parts[#parts + 1] = struct.pack(ROW, unpack(row))
     copied = rows[w] + ROW_SIZE
@@ -130,11 +142,6 @@ end
 
 local function add_counts(key, engaged, newest, values)
   local blob = redis.call('GET', key) or ''
-  local function unpack_row(at)
-    local row = {struct.unpack(ROW, blob, at)}
-    row[NF + 2] = nil  -- struct.unpack also returns the next position
-    return row
-  end
   local h = {0, 0}
   if blob ~= '' then
     h = {struct.unpack(HEADER, blob)}
@@ -158,9 +165,9 @@ local function add_counts(key, engaged, newest, values)
     local tail = {}
     while cut > first and struct.unpack('<i4', blob, cut - ROW_SIZE) >= buckets[1] do
       cut = cut - ROW_SIZE
-      table.insert(tail, 1, unpack_row(cut))
+      table.insert(tail, 1, unpack_row(blob, cut))
     end
-    -- Merge the counts into them, bucket order; totals follow the float32 values stored.
+    -- Merge the counts into them, bucket order.
     local rows, t = {}, 1
     for _, bucket in ipairs(buckets) do
       while t <= #tail and tail[t][1] < bucket do rows[#rows + 1] = tail[t]; t = t + 1 end
@@ -169,11 +176,7 @@ local function add_counts(key, engaged, newest, values)
         row = {bucket}
         for f = 2, NF + 1 do row[f] = 0 end
       end
-      for f, amount in pairs(adds[w][bucket]) do
-        local old = row[f]
-        row[f] = f32(old + amount)
-        h[total + f - 1] = h[total + f - 1] + row[f] - old
-      end
+      add_to_row(row, adds[w][bucket], h, w)
       rows[#rows + 1] = row
     end
     while t <= #tail do rows[#rows + 1] = tail[t]; t = t + 1 end
@@ -184,7 +187,7 @@ local function add_counts(key, engaged, newest, values)
     end
     n = n - #tail
     while first < cut and struct.unpack('<i4', blob, first) <= floor do
-      drop(unpack_row(first))
+      drop(unpack_row(blob, first))
       first, n = first + ROW_SIZE, n - 1
     end
     parts[#parts + 1] = string.sub(blob, first, cut - 1)
@@ -289,7 +292,7 @@ def decode_user_fields(user_id: UserId, stored: Mapping[bytes, bytes]) -> UserSt
             deltas[name[:-1]] = msgpack.unpackb(blob, strict_map_key=False)
     for name in SEEN_FIELDS:
         delta = deltas.get(name) or {}
-        seen = SeenMap(values.get(name) or {}, changed=dict(delta))
+        seen = SeenMap(values.get(name) or {}, changed=delta)  # decoded here: ours alone
         for item_id, ts in delta.items():  # later touches go last, as they did live
             seen.pop(item_id, None)
             if ts is not None:
