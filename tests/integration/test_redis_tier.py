@@ -559,3 +559,18 @@ def test_a_counting_call_failing_on_one_item_counts_the_others_once(redis_url: s
     store.add_item_counts(counts)
     for state in store.get_items(["i0", "i1", "i2"]):
         assert state is not None and state.windows.get("5m", now=T0) == {"click": 1.0}
+
+
+def test_a_reader_never_gets_an_item_decoded_before_it_changed(redis_url: str) -> None:
+    """The store keeps decoded items (by item, checked against the stored bytes): a read
+    after a count sees the count, and an unchanged item is not decoded again."""
+    store = RedisOnlineStore.from_url(f"{redis_url}?namespace=decoded")
+    store.add_item_counts([ItemCount("d1", "i1", "click", T0)])
+    first = store.get_items(["i1"])[0]
+    assert first is not None and store.get_items(["i1"])[0] is first  # unchanged: reused
+    store.add_item_counts([ItemCount("d2", "i1", "click", T0 + 1)])
+    second = store.get_items(["i1"])[0]
+    assert second is not None and second is not first
+    assert second.windows.get("24h", now=T0 + 2)["click"] == 2.0
+    assert first.windows.get("24h", now=T0 + 2)["click"] == 1.0  # a reader's snapshot stays
+    store.close()
