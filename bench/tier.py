@@ -87,7 +87,8 @@ def bus_ingestion(url: str, world: World, *, publishers: int, n: int, batch: int
     for proc in procs:
         proc.join()
     seconds = max(end for _, end in spans) - min(start for start, _ in spans)
-    stored = sum(int(bus.client.xlen(s)) for s in bus.streams)
+    stored = sum(int(n) for s in bus.streams
+                 for _, fields in bus.client.xrange(s) for n in [fields[b"n"]])  # fmt: skip
     bus.client.delete(*bus.streams)
     bus.close()
     return {"publishers": publishers, "events": publishers * n, "batch": batch,

@@ -6,6 +6,7 @@ import json
 import random
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -574,3 +575,63 @@ def test_a_reader_never_gets_an_item_decoded_before_it_changed(redis_url: str) -
     assert second.windows.get("24h", now=T0 + 2)["click"] == 2.0
     assert first.windows.get("24h", now=T0 + 2)["click"] == 1.0  # a reader's snapshot stays
     store.close()
+
+
+def _one_user_events(tag: str, n: int, *, user: str = "u1") -> list[Event]:
+    return [Event(f"{tag}{k}", user, f"i{k % 7}", "click", T0 + k) for k in range(n)]
+
+
+def test_a_publish_is_one_entry_per_partition_and_every_count_is_in_events(redis_url: str) -> None:
+    """300 events of one user: 3 entries (128 events at most each); lag, reads bounded by
+    max_events, and acks all count events, and an ack repeated counts once."""
+    bus = RedisStreamsBus.from_url(f"{redis_url}?namespace=entries&partitions=2")
+    events = _one_user_events("b", 300)
+    bus.publish(events)
+    stream = bus.streams[bus.partition_of("u1")]
+    assert bus.client.xlen(stream) == 3
+    assert bus.lag("g") == 300
+    got = []
+    while batch := bus.consume("g", "c", max_events=100, block_s=0):
+        assert len(batch) <= 100
+        got += batch
+    assert [d.event.event_id for d in got] == [e.event_id for e in events]
+    assert bus.lag("g") == 300  # delivered, not acknowledged
+    bus.ack("g", [d.message_id for d in got[:150]])
+    bus.ack("g", [d.message_id for d in got[:150]])  # again: nothing more
+    assert bus.lag("g") == 150
+    bus.ack("g", [d.message_id for d in got[150:]])
+    assert bus.lag("g") == 0
+    assert bus.client.xpending(stream, "g")["pending"] == 0
+    bus.close()
+
+
+def test_trimming_keeps_the_count_a_new_group_starts_from(redis_url: str) -> None:
+    bus = RedisStreamsBus.from_url(f"{redis_url}?namespace=trim&partitions=1")
+    bus.publish(_one_user_events("t", 10))
+    got = bus.consume("g1", "c", max_events=100, block_s=0)
+    bus.ack("g1", [d.message_id for d in got])
+    bus.publish(_one_user_events("s", 5))  # trims the first entry: every group acked it
+    assert bus.client.xlen(bus.streams[0]) == 1
+    assert bus.lag("g2") == 5  # a group made now reads what the stream still holds
+    assert [d.event.event_id for d in bus.consume("g2", "c", max_events=100, block_s=0)] == [
+        f"s{k}" for k in range(5)
+    ]
+    bus.close()
+
+
+def test_an_unreadable_event_in_an_entry_goes_alone_to_the_dead_letters(redis_url: str) -> None:
+    """A producer newer than the workers publishes an event type they do not know: that
+    event is dead-lettered and acknowledged, its neighbours in the entry are delivered."""
+    bus = RedisStreamsBus.from_url(f"{redis_url}?namespace=poison&partitions=1")
+    alien = Event("p1", "u1", "i1", cast(Any, "teleport"), T0)
+    bus.publish([Event("p0", "u1", "i1", "click", T0), alien, Event("p2", "u1", "i2", "like", T0)])
+    got = bus.consume("g", "c", max_events=100, block_s=0)
+    assert [d.event.event_id for d in got] == ["p0", "p2"]
+    letters = [letter for _, letter in bus.client.xrange(bus.dead_letters)]
+    assert len(letters) == 1
+    assert b"teleport" in letters[0][b"reason"] and b"events [1] of 3" in letters[0][b"reason"]
+    assert bus.lag("g") == 2  # the dead letter is acknowledged
+    bus.ack("g", [d.message_id for d in got])
+    assert bus.lag("g") == 0
+    assert bus.client.xpending(bus.streams[0], "g")["pending"] == 0
+    bus.close()

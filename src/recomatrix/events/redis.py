@@ -1,21 +1,22 @@
 """The Redis Streams EventBus of the server tier: partitioned streams read by consumer groups.
 
 An event goes to stream `rx:events:<p>` with p = crc32(user_id) % partitions, so each user's
-events stay in order. Each partition is read by one consumer of a group at a time: a
-consumer holds a lease on the partitions it reads (renewed on every call, shared out
-evenly among the group's live consumers), so a user's state is only ever updated by one
+events stay in order. A publish appends one entry per partition holding that partition's
+events (`entries`; up to `ENTRY_EVENTS` each), and counts events, not entries, for `lag`
+and the backlog bound (`redis_lua`). Each partition is read by one consumer of a group at a
+time: a consumer holds a lease on the partitions it reads (renewed on every call, shared
+out evenly among the group's live consumers), so a user's state is only ever updated by one
 stream worker. A consumer that takes over a partition first takes over what its previous
 owner left unacknowledged. A batch must be processed within `lease_s`, or another
 consumer may take the partition over and apply it again (idempotently).
 
-Message ids are "<partition>:<stream entry id>". An entry that cannot be decoded goes to
-the dead-letter stream `rx:events:dead` with the reason, and is acknowledged.
+Each event is delivered on its own (message ids: `entries`). An event that cannot be
+decoded goes to the dead-letter stream `rx:events:dead` with the reason, and is acknowledged.
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 import time
 import zlib
@@ -23,83 +24,17 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any, cast
 
-import msgspec
-import orjson
 import redis
 
 from recomatrix.backends import split_url_options
 from recomatrix.events.base import Delivery
+from recomatrix.events.entries import ENTRY_EVENTS, decode, decode_entry, payloads
+from recomatrix.events.redis_lua import ACK_LUA, GROUP_LUA, LEASE_LUA, PUBLISH_LUA
 from recomatrix.features.base import Fence
 from recomatrix.features.redis import connect
 from recomatrix.types import Event
 
 log = logging.getLogger(__name__)
-
-# Appends every event or none: refuses the batch when a partition would then hold more
-# than ARGV[1] events some group has not acknowledged, and trims what every group has.
-# KEYS: partition streams. ARGV: max backlog, events per key, then payloads in key order.
-PUBLISH_LUA = """
-local function before(a, b)
-  local am, as = string.match(a, '(%d+)-(%d+)')
-  local bm, bs = string.match(b, '(%d+)-(%d+)')
-  am, bm = tonumber(am), tonumber(bm)
-  return am < bm or (am == bm and tonumber(as) < tonumber(bs))
-end
-local max = tonumber(ARGV[1])
-for k, key in ipairs(KEYS) do
-  local length, floor, groups = redis.call('XLEN', key), nil, {}
-  if redis.call('EXISTS', key) == 1 then groups = redis.call('XINFO', 'GROUPS', key) end
-  local waiting = #groups > 0 and 0 or length
-  for _, g in ipairs(groups) do
-    local info = {}
-    for i = 1, #g, 2 do info[g[i]] = g[i + 1] end
-    local first = info['last-delivered-id']
-    if info['pending'] > 0 then first = redis.call('XPENDING', key, info['name'])[2] end
-    if floor == nil or before(first, floor) then floor = first end
-    waiting = math.max(waiting, (info['lag'] or length) + info['pending'])
-  end
-  if waiting + tonumber(ARGV[1 + k]) > max then
-    return redis.error_reply('OVERFLOW ' .. key .. ' holds ' .. waiting ..
-      ' unacknowledged events; at most ' .. max .. ' may wait: retry later')
-  end
-  if floor ~= nil then redis.call('XTRIM', key, 'MINID', '~', floor) end
-end
-local a = 2 + #KEYS
-for k, key in ipairs(KEYS) do
-  for _ = 1, tonumber(ARGV[1 + k]) do
-    redis.call('XADD', key, '*', 'e', ARGV[a])
-    a = a + 1
-  end
-end
-return #ARGV - 1 - #KEYS
-"""
-
-# Renews this consumer's partition leases and evens them out among live consumers.
-# KEYS: members (consumer -> last seen ms), one lease per partition. ARGV: consumer, lease ms.
-# Returns the owned and the newly acquired partitions (1-based).
-LEASE_LUA = """
-local me, ttl = ARGV[1], tonumber(ARGV[2])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZADD', KEYS[1], now, me)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - ttl)
-redis.call('PEXPIRE', KEYS[1], ttl)
-local n = #KEYS - 1
-local share = math.ceil(n / redis.call('ZCARD', KEYS[1]))
-local owned, free, acquired = {}, {}, {}
-for p = 1, n do
-  local holder = redis.call('GET', KEYS[p + 1])
-  if holder == me then owned[#owned + 1] = p elseif not holder then free[#free + 1] = p end
-end
-while #owned > share do redis.call('DEL', KEYS[table.remove(owned) + 1]) end
-for _, p in ipairs(free) do
-  if #owned >= share then break end
-  owned[#owned + 1] = p
-  acquired[#acquired + 1] = p
-end
-for _, p in ipairs(owned) do redis.call('SET', KEYS[p + 1], me, 'PX', ttl) end
-return {owned, acquired}
-"""
 
 # A stream entry: its id and its fields, as redis-py's dict or (XREADGROUP on one server,
 # read raw: see `RedisStreamsBus.__init__`) Redis's flat [name, value, ...] list.
@@ -139,13 +74,20 @@ class RedisStreamsBus:
             client.set_response_callback("XREADGROUP", _raw)
         self._publish = client.register_script(PUBLISH_LUA)
         self._lease = client.register_script(LEASE_LUA)
-        client.script_load(PUBLISH_LUA)  # on every cluster master, for pipelined EVALSHA
+        self._group = client.register_script(GROUP_LUA)
+        self._ack_sha = client.script_load(ACK_LUA)  # on every cluster master, for pipelines
+        client.script_load(PUBLISH_LUA)
+        # Events per entry read lately: `consume` asks for as many entries as make about
+        # `max_events` (starting from full entries, so a first read never overshoots).
+        self._per_entry = float(ENTRY_EVENTS)
         self._lock = threading.Lock()
         self._groups: set[str] = set()
         # (group, consumer) -> partitions just acquired, whose pending entries it takes over
         self._taking_over: dict[tuple[str, str], set[int]] = {}
         self._started: set[tuple[str, str]] = set()  # (group, consumer) seen by consume
         self._epochs: dict[tuple[str, str], int] = defaultdict(int)  # see ownership_epoch
+        # (group, consumer) -> deliveries read past `max_events`, returned by the next call
+        self._surplus: dict[tuple[str, str], list[Delivery]] = {}
         meta = f"{namespace}:events:partitions"
         client.set(meta, partitions, nx=True)
         stored = int(cast(bytes, client.get(meta)))
@@ -166,23 +108,32 @@ class RedisStreamsBus:
         return zlib.crc32(user_id.encode()) % self.partitions
 
     def publish(self, events: Sequence[Event]) -> None:
-        """Append all events in one atomic script (on one server), or none of them."""
-        by_partition: dict[int, list[bytes]] = defaultdict(list)
-        for event in events:  # encode first: a bad event fails before anything is sent
-            by_partition[self.partition_of(event.user_id)].append(_encode(event))
-        if not by_partition:
+        """Append all events in one atomic script (on one server), or none of them: an entry
+        per partition (`ENTRY_EVENTS` events at most each)."""
+        by_partition: dict[int, list[Event]] = defaultdict(list)
+        for event in events:
+            by_partition[self.partition_of(event.user_id)].append(event)
+        # Encoded first: a bad event fails before anything is sent.
+        entries = {p: payloads(batch) for p, batch in by_partition.items()}
+        if not entries:
             return
-        keys = [self.streams[p] for p in by_partition]
-        counts = [len(payloads) for payloads in by_partition.values()]
-        payloads = [payload for batch in by_partition.values() for payload in batch]
         try:
             if not self._cluster:
-                self._publish(keys=keys, args=[self.max_backlog, *counts, *payloads])
+                keys: list[str] = []
+                args: list[Any] = [self.max_backlog]
+                for p, chunks in entries.items():
+                    keys += (self.streams[p], self._counts_key(p))
+                    args.append(len(chunks))
+                    for n, payload in chunks:
+                        args += (n, payload)
+                self._publish(keys=keys, args=args)
             else:  # a script's keys must share a slot: one script per partition
                 pipe = self.client.pipeline(transaction=False)
-                for key, count, batch in zip(keys, counts, by_partition.values(), strict=True):
-                    args = (self.max_backlog, count, *batch)
-                    pipe.execute_command("EVALSHA", self._publish.sha, 1, key, *args)
+                for p, chunks in entries.items():
+                    flat = [x for chunk in chunks for x in chunk]
+                    pipe.execute_command("EVALSHA", self._publish.sha, 2, self.streams[p],
+                                         self._counts_key(p), self.max_backlog, len(chunks),
+                                         *flat)  # fmt: skip
                 pipe.execute()
         except redis.exceptions.ResponseError as error:
             if "OVERFLOW" in str(error):
@@ -212,16 +163,36 @@ class RedisStreamsBus:
             raise
 
     def ack(self, group: str, message_ids: Sequence[str]) -> None:
-        by_partition: dict[int, list[str]] = defaultdict(list)
+        whole: dict[int, list[str]] = defaultdict(list)  # entries of one event (no `n`)
+        # partition -> entry id -> [n, indices]
+        parts: dict[int, dict[str, list[Any]]] = defaultdict(dict)
         for message_id in message_ids:
-            index, entry_id = message_id.split(":", 1)
-            by_partition[int(index)].append(entry_id)
-        if not by_partition:
+            fields = message_id.split(":")
+            if len(fields) == 2:
+                whole[int(fields[0])].append(fields[1])
+            else:
+                p, entry_id, index, n = fields
+                parts[int(p)].setdefault(entry_id, [n]).append(index)
+        if not whole and not parts:
             return
-        pipe = self.client.pipeline(transaction=False)
-        for partition, entry_ids in by_partition.items():
-            pipe.xack(self.streams[partition], group, *entry_ids)
-        pipe.execute()
+        for attempt in range(2):  # again after a restarted server lost the script
+            pipe = self.client.pipeline(transaction=False)
+            for partition, entry_ids in whole.items():
+                pipe.xack(self.streams[partition], group, *entry_ids)
+            for partition, by_entry in parts.items():
+                args: list[Any] = [group]
+                for entry_id, (n, *indices) in by_entry.items():
+                    args += (entry_id, n, len(indices), *indices)
+                pipe.execute_command("EVALSHA", self._ack_sha, 3, self.streams[partition],
+                                     self._counts_key(partition),
+                                     self._acked_key(partition, group), *args)  # fmt: skip
+            try:
+                pipe.execute()
+                return
+            except redis.exceptions.NoScriptError:  # no script ran: all of it again is safe
+                if attempt:
+                    raise
+                self._ack_sha = self.client.script_load(ACK_LUA)
 
     def reclaim(self, group: str, consumer: str, *, min_idle_s: float) -> list[Delivery]:
         """Take over deliveries idle for `min_idle_s` on the partitions this consumer holds."""
@@ -237,16 +208,22 @@ class RedisStreamsBus:
     def lag(self, group: str) -> int:
         self._ensure_group(group)
         pipe = self.client.pipeline(transaction=False)
-        for stream in self.streams:
-            pipe.xinfo_groups(stream)
-            pipe.xlen(stream)
-        replies = pipe.execute()
-        waiting = 0
-        for groups, length in zip(replies[::2], replies[1::2], strict=True):
-            for info in cast(list[dict[str, Any]], groups):
-                if _text(info["name"]) == group:
-                    lag = info.get("lag")
-                    waiting += int(info["pending"]) + (int(length) if lag is None else int(lag))
+        for p in range(self.partitions):
+            pipe.hget(self._counts_key(p), f"g:{group}")
+        counted = cast(list[bytes | None], pipe.execute())
+        waiting = sum(int(count) for count in counted if count is not None)
+        uncounted = [p for p, count in enumerate(counted) if count is None]
+        if uncounted:  # a group made elsewhere (or by an older version): entries, not events
+            pipe = self.client.pipeline(transaction=False)
+            for p in uncounted:
+                pipe.xinfo_groups(self.streams[p])
+                pipe.xlen(self.streams[p])
+            replies = pipe.execute()
+            for groups, length in zip(replies[::2], replies[1::2], strict=True):
+                for info in cast(list[dict[str, Any]], groups):
+                    if _text(info["name"]) == group:
+                        lag = info.get("lag")
+                        waiting += int(info["pending"]) + (int(length) if lag is None else int(lag))
         return waiting
 
     def close(self) -> None:
@@ -257,11 +234,29 @@ class RedisStreamsBus:
     ) -> list[Delivery]:
         owned = self._rebalance(group, consumer)
         taken = self._take_over(group, consumer, owned)
-        if taken or not owned:
-            if not taken:
-                time.sleep(block_s)  # more consumers than partitions: wait for a lease
-            return taken
-        count = max(1, max_events // len(owned))
+        with self._lock:  # what an earlier call read past its max_events, still held
+            held = [d for d in self._surplus.pop((group, consumer), [])
+                    if int(d.message_id.split(":", 1)[0]) in owned]  # fmt: skip
+        deliveries = held + taken  # other partitions than each other's: no order between
+        if not deliveries and not owned:
+            time.sleep(block_s)  # more consumers than partitions: wait for a lease
+        while not deliveries and owned:  # until a read finds nothing or not only poison
+            count = max(1, int(max_events / len(owned) / self._per_entry))
+            deliveries, read = self._read(group, consumer, owned, count, block_s)
+            if not read:
+                break
+            block_s = 0.0
+        if len(deliveries) > max_events:  # an entry holds many events: keep the rest
+            with self._lock:
+                self._surplus[(group, consumer)] = deliveries[max_events:]
+            deliveries = deliveries[:max_events]
+        return deliveries
+
+    def _read(
+        self, group: str, consumer: str, owned: list[int], count: int, block_s: float
+    ) -> tuple[list[Delivery], int]:
+        """One XREADGROUP of `count` new entries a stream: their deliveries, and how many
+        entries it read."""
         replies: Any
         if self._cluster:
             replies = self._poll(group, consumer, owned, count, block_s)
@@ -272,9 +267,13 @@ class RedisStreamsBus:
         deliveries: list[Delivery] = []
         if isinstance(replies, dict):  # read raw: {stream: entries}
             replies = replies.items()
+        read = 0
         for stream, entries in cast(list[tuple[bytes, list[Entry]]], replies or []):
             deliveries += self._deliveries(group, self.streams.index(stream.decode()), entries)
-        return deliveries
+            read += len(entries)
+        if read:
+            self._per_entry = max(1.0, 0.5 * self._per_entry + 0.5 * len(deliveries) / read)
+        return deliveries, read
 
     def _poll(
         self, group: str, consumer: str, owned: list[int], count: int, block_s: float
@@ -294,12 +293,22 @@ class RedisStreamsBus:
         if group in self._groups:
             return
         pipe = self.client.pipeline(transaction=False)
-        for stream in self.streams:
-            pipe.xgroup_create(stream, group, id="0", mkstream=True)
-        for reply in pipe.execute(raise_on_error=False):
-            if isinstance(reply, Exception) and "BUSYGROUP" not in str(reply):
-                raise reply
+        for p, stream in enumerate(self.streams):
+            pipe.execute_command("EVALSHA", self._group.sha, 2, stream, self._counts_key(p), group)
+        try:
+            pipe.execute()
+        except redis.exceptions.NoScriptError:
+            for p, stream in enumerate(self.streams):
+                self._group(keys=[stream, self._counts_key(p)], args=[group])
         self._groups.add(group)
+
+    def _counts_key(self, partition: int) -> str:
+        """The partition's event counts (`redis_lua`), in its stream's cluster slot."""
+        return f"{{{self.streams[partition]}}}:counts"
+
+    def _acked_key(self, partition: int, group: str) -> str:
+        """The group's events acknowledged in entries not yet wholly acknowledged."""
+        return f"{{{self.streams[partition]}}}:acked:{group}"
 
     def _rebalance(self, group: str, consumer: str) -> list[int]:
         """The partitions `consumer` holds now; newly acquired ones are marked for take-over."""
@@ -331,6 +340,12 @@ class RedisStreamsBus:
             with self._lock:
                 self._taking_over.setdefault((group, consumer), set()).update(partitions)
                 self._epochs[(group, consumer)] += 1
+                # Held deliveries of these partitions are pending: taken over with the rest.
+                held = set(partitions)
+                self._surplus[(group, consumer)] = [
+                    d for d in self._surplus.get((group, consumer), [])
+                    if int(d.message_id.split(":", 1)[0]) not in held
+                ]  # fmt: skip
 
     def _take_over(self, group: str, consumer: str, owned: Sequence[int]) -> list[Delivery]:
         """What the previous owners of newly acquired partitions left unacknowledged
@@ -351,80 +366,82 @@ class RedisStreamsBus:
                 start_id=cursor, count=1000,
             )  # fmt: skip
             cursor = _text(reply[0])
-            deliveries += self._deliveries(group, partition, cast(list[Entry], reply[1]))
+            claimed = cast(list[Entry], reply[1])
+            deliveries += self._deliveries(group, partition, claimed, claimed=True)
             if len(reply) > 2 and reply[2]:
                 log.error("partition %d: %d pending events were trimmed", partition, len(reply[2]))
             if cursor == "0-0":
                 return deliveries
 
-    def _deliveries(self, group: str, partition: int, entries: list[Entry]) -> list[Delivery]:
-        deliveries, poison, prefix = [], [], f"{partition}:"
+    def _deliveries(
+        self, group: str, partition: int, entries: list[Entry], *, claimed: bool = False
+    ) -> list[Delivery]:
+        """The events of `entries`, each its own delivery. `claimed`: entries delivered
+        before, whose events acknowledged since are left out. Poison goes to the dead
+        letters, acknowledged."""
+        deliveries: list[Delivery] = []
+        poison: list[tuple[bytes, str, bytes, list[str]]] = []  # entry, reason, payload, acks
+        done = self._acked_in(group, partition, entries) if claimed else {}
+        prefix = f"{partition}:"
         for entry_id, fields in entries:
+            entry = entry_id.decode()
             try:
-                payload = _payload(fields)
-                deliveries.append(Delivery(prefix + entry_id.decode(), _decode(payload)))
-            except (ValueError, TypeError, KeyError) as error:
-                poison.append((entry_id, fields, f"{type(error).__name__}: {error}"))
+                payload, n = _fields(fields)
+            except (ValueError, KeyError) as error:
+                poison.append((entry_id, f"{type(error).__name__}: {error}", b"", [prefix + entry]))
+                continue
+            if n is None:  # one event object (an older version's entry)
+                try:
+                    deliveries.append(Delivery(prefix + entry, decode(payload)))
+                except (ValueError, TypeError) as error:
+                    reason = f"{type(error).__name__}: {error}"
+                    poison.append((entry_id, reason, payload, [prefix + entry]))
+                continue
+            decoded, acked = decode_entry(payload, n), done.get(entry, set())
+            for index, event in decoded.events:
+                if index not in acked:
+                    deliveries.append(Delivery(f"{prefix}{entry}:{index}:{n}", event))
+            for indices, reason in decoded.poison:
+                fresh = [f"{prefix}{entry}:{k}:{n}" for k in indices if k not in acked]
+                if fresh:
+                    poison.append((entry_id, f"{reason} (events {indices} of {n})", payload, fresh))
         if poison:
             stream = self.streams[partition]
-            pipe = self.client.pipeline(transaction=not self._cluster)
-            for entry_id, fields, reason in poison:
+            pipe = self.client.pipeline(transaction=False)
+            for entry_id, reason, payload, _ in poison:
                 log.warning("dead-lettering %s %s: %s", stream, _text(entry_id), reason)
                 letter = {"stream": stream, "id": entry_id, "group": group, "reason": reason,
-                          "payload": _payload(fields, missing=b"")}  # fmt: skip
+                          "payload": payload}  # fmt: skip
                 pipe.xadd(self.dead_letters, letter, maxlen=self.dead_letter_maxlen)  # type: ignore[arg-type]
-                pipe.xack(stream, group, entry_id)
             pipe.execute()
+            self.ack(group, [message_id for *_, acks in poison for message_id in acks])
         return deliveries
 
-
-def _encode(event: Event) -> bytes:
-    fields = {"event_id": event.event_id, "user_id": event.user_id, "item_id": event.item_id,
-              "type": event.type, "ts": event.ts, "watch_seconds": event.watch_seconds,
-              "context": None if event.context is None else dict(event.context)}  # fmt: skip
-    return orjson.dumps(fields)
+    def _acked_in(self, group: str, partition: int, entries: list[Entry]) -> dict[str, set[int]]:
+        """Entry id -> indices of its events the group acknowledged (entries not wholly so)."""
+        if not entries:
+            return {}
+        ids = [entry_id.decode() for entry_id, _ in entries]
+        found = cast(list[bytes | None], self.client.hmget(self._acked_key(partition, group), ids))
+        return {entry: {int(k) for k in raw.split(b",")}
+                for entry, raw in zip(ids, found, strict=True) if raw}  # fmt: skip
 
 
 def _raw(response: Any, **_: Any) -> Any:
     return response
 
 
-def _payload(
-    fields: dict[bytes, bytes] | list[bytes] | None, missing: bytes | None = None
-) -> bytes:
-    """The `e` field of an entry's fields (a dict, or Redis's flat name, value list)."""
+def _fields(fields: dict[bytes, bytes] | list[bytes] | None) -> tuple[bytes, int | None]:
+    """An entry's payload `e` and event count `n` (None: an entry of one event object),
+    from a dict or Redis's flat name, value list."""
     if not fields:
-        found = missing
-    elif isinstance(fields, dict):
-        found = fields.get(b"e", missing)
-    else:
-        names = fields[::2]
-        found = fields[2 * names.index(b"e") + 1] if b"e" in names else missing
-    if found is None:
         raise KeyError("the entry has no field 'e'")
-    return found
-
-
-def _decode(payload: bytes) -> Event:
-    """The event in an entry's payload, checked: field types, the event type, non-empty ids
-    (msgspec decodes and checks in one pass, several times faster than loading a dict and
-    checking it in Python: a worker decodes every event)."""
-    try:
-        event = _EVENT_DECODER.decode(payload)
-    except msgspec.DecodeError as error:  # its ValidationError too: names the field
-        raise ValueError(str(error)) from None
-    for name in ("event_id", "user_id", "item_id"):
-        if not getattr(event, name):
-            raise ValueError(f"{name} must be a non-empty string")
-    # Interned: every user's history, recent items and watched map then share one string
-    # per item instead of one per event, which saves memory and, in a worker with grown
-    # states, made encoding those lists a third faster (fewer cache lines to walk).
-    _set_field(event, "item_id", sys.intern(event.item_id))
-    return event
-
-
-_EVENT_DECODER = msgspec.json.Decoder(Event)
-_set_field = object.__setattr__  # Event is frozen; the decoded one is ours alone yet
+    if isinstance(fields, list):
+        fields = dict(zip(fields[::2], fields[1::2], strict=True))
+    if b"e" not in fields:
+        raise KeyError("the entry has no field 'e'")
+    n = fields.get(b"n")
+    return fields[b"e"], None if n is None else int(n)
 
 
 def _connect(url: str) -> redis.Redis | redis.RedisCluster:
