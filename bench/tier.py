@@ -1,7 +1,7 @@
 """Server tier on Redis, on loopback (issue #5): ingestion, event -> feature visibility,
 recommendation latency against the embedded tier, online feature fetch.
 
-    .venv/bin/python bench/tier.py [--items 2000 --users 1000 --events 20000] [--workers-only]
+    .venv/bin/python bench/tier.py [--items 2000 --users 1000 --events 20000] [--workers-only] [--max-workers 2]
 
 Starts its own redis-server (no persistence) on a free port, `recomatrix serve --backend
 redis --workers 2`, `recomatrix worker` processes (`tier_workers.py`: apply capacity and
@@ -196,6 +196,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--workers-only", action="store_true",
                         help="only the stream workers: apply capacity and visibility")  # fmt: skip
+    parser.add_argument("--max-workers", type=int, default=2,
+                        help="measure the workers with 1, 2, ... this many processes")  # fmt: skip
     parser.add_argument("--out", type=Path, help="default: bench/results/tier-<date>.json")
     args = parser.parse_args()
     world_args = ["--items", str(args.items), "--users", str(args.users), "--encoder",
@@ -223,7 +225,8 @@ def main() -> None:
                 print(f"tier up: {len(items)} items with counters", flush=True)
                 if not args.workers_only:
                     ingestion_and_reads(url, base_url, world, result, requests=args.requests)
-                result["visibility"] = run_workers(url, home, folder, env, world, args.probes)
+                result["visibility"] = run_workers(url, home, folder, env, world, args.probes,
+                                                   max_workers=args.max_workers)  # fmt: skip
             if not args.workers_only:
                 result["recommendations_embedded"] = embedded_latency(
                     folder, env, world_args, users, requests=args.requests

@@ -201,12 +201,13 @@ def held(
 
 
 def run_workers(
-    url: str, home: Path, folder: Path, env: dict[str, str], world: World, probes: int
-) -> list[Json]:
+    url: str, home: Path, folder: Path, env: dict[str, str], world: World, probes: int,
+    max_workers: int = 2,
+) -> list[Json]:  # fmt: skip
     """Apply capacity (the best of 3 bursts: the machine is shared), then visibility at
     1,000 events/s, the highest load that keeps its p99 within 1 s (bisected between 1,000
     and the lower of the burst pace and the target), and last the 50,000 events/s target,
-    with 1, then 2 `recomatrix worker` processes.
+    with 1, then 2, ... `max_workers` `recomatrix worker` processes.
 
     Each worker count gets users of its own (same number, fresh ids), and the target runs
     last: a missed target leaves a backlog of ~800,000 events, which, drained, would give
@@ -215,7 +216,7 @@ def run_workers(
     rows, pids = [], []
     with contextlib.ExitStack() as workers:
         bus = RedisStreamsBus.from_url(url)
-        for n in (1, 2):
+        for n in range(1, max_workers + 1):
             mine: World = ([f"{u}-w{n}" for u in world[0]], world[1])
             command = [RECOMATRIX, "worker", "--redis-url", url, "--home", str(home),
                        "--name", f"bench-w{n}"]  # fmt: skip

@@ -30,7 +30,8 @@ local function earlier(a, b)
   if a[1] == b[1] then return b[2] and not a[2] end
   return before(a[1], b[1])
 end
-local CHUNK = 1000  -- entries trimmed per call at most; the rest go with the next publish
+local CHUNK = 100  -- entries trimmed per call at most (each up to 128 events, read into Lua);
+-- the rest go with the next publishes
 local function trim(stream, counts, upto)
   local last = upto[2] and upto[1] or ('(' .. upto[1])
   if last == '(0-0' then return end
