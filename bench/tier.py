@@ -1,7 +1,8 @@
 """Server tier on Redis, on loopback (issue #5): ingestion, event -> feature visibility,
 recommendation latency against the embedded tier, online feature fetch.
 
-    .venv/bin/python bench/tier.py [--items 2000 --users 1000 --events 20000] [--workers-only] [--max-workers 2]
+    .venv/bin/python bench/tier.py [--items 2000 --users 1000 --events 20000] [--workers-only]
+        [--max-workers 2]
 
 Starts its own redis-server (no persistence) on a free port, `recomatrix serve --backend
 redis --workers 2`, `recomatrix worker` processes (`tier_workers.py`: apply capacity and

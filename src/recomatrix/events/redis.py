@@ -36,6 +36,11 @@ from recomatrix.types import Event
 
 log = logging.getLogger(__name__)
 
+# A read asks for entries making about `max_events`, from the events per entry read lately,
+# but never for more than could hold this many times `max_events` (what it reads past
+# `max_events` waits in memory for the next calls).
+READ_ENTRIES_MAX = 16
+
 # A stream entry: its id and its fields, as redis-py's dict or (XREADGROUP on one server,
 # read raw: see `RedisStreamsBus.__init__`) Redis's flat [name, value, ...] list.
 Entry = tuple[bytes, "dict[bytes, bytes] | list[bytes]"]
@@ -203,7 +208,9 @@ class RedisStreamsBus:
                 self._taking_over.pop((group, consumer), None)
         for partition in owned:
             deliveries += self._autoclaim(group, consumer, partition, min_idle_s)
-        return deliveries
+        with self._lock:  # read already and held for the next consume: not twice
+            held = {d.message_id for d in self._surplus.get((group, consumer), [])}
+        return [d for d in deliveries if d.message_id not in held] if held else deliveries
 
     def lag(self, group: str) -> int:
         self._ensure_group(group)
@@ -241,7 +248,10 @@ class RedisStreamsBus:
         if not deliveries and not owned:
             time.sleep(block_s)  # more consumers than partitions: wait for a lease
         while not deliveries and owned:  # until a read finds nothing or not only poison
-            count = max(1, int(max_events / len(owned) / self._per_entry))
+            # Entries of one event make the estimate small; full ones may follow (a bulk
+            # publish, a backlog): at most READ_ENTRIES_MAX x max_events read at once.
+            most = max(1, READ_ENTRIES_MAX * max_events // (len(owned) * ENTRY_EVENTS))
+            count = min(most, max(1, int(max_events / len(owned) / self._per_entry)))
             deliveries, read = self._read(group, consumer, owned, count, block_s)
             if not read:
                 break

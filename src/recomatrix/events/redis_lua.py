@@ -131,7 +131,10 @@ while a <= #ARGV do
     end
   end
 end
-if acked > 0 then redis.call('HINCRBY', counts, 'g:' .. group, -acked) end
+-- A group this bus did not make (an older version's, or by hand) has no count to lower.
+if acked > 0 and redis.call('HEXISTS', counts, 'g:' .. group) == 1 then
+  redis.call('HINCRBY', counts, 'g:' .. group, -acked)
+end
 return acked
 """
 
