@@ -129,9 +129,13 @@ def test_skipping_cards_of_one_genre_makes_that_genre_fall_in_the_grid(
         "personal", "trending", "fresh", "popular"
     }  # fmt: skip
 
+    # A skip hides its item (24 h) and lowers nothing else about the genre, so the genre
+    # falls once the skips thin its best candidates: 4, 15, 4 and 6 skips in four runs on
+    # 2026-12-07, with the genre at the adjacency rule's ceiling (14 of 20 cards); three runs
+    # that day failed at the old cap of 12. 30 still fails if skipped cards stayed shown.
     skipped: list[str] = []
     now = revision(page)
-    while grid_genres(page)[genre] >= before and len(skipped) < 12:
+    while grid_genres(page)[genre] >= before and len(skipped) < 30:
         ids = page.locator(f"[data-testid=rec-card][data-genre='{genre}']").evaluate_all(
             "cs => cs.map(c => c.dataset.itemId)"
         )
