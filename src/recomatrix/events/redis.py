@@ -243,7 +243,7 @@ class RedisStreamsBus:
         taken = self._take_over(group, consumer, owned)
         with self._lock:  # what an earlier call read past its max_events, still held
             held = [d for d in self._surplus.pop((group, consumer), [])
-                    if int(d.message_id.split(":", 1)[0]) in owned]  # fmt: skip
+                    if _partition_of(d) in owned]  # fmt: skip
         deliveries = held + taken  # other partitions than each other's: no order between
         if not deliveries and not owned:
             time.sleep(block_s)  # more consumers than partitions: wait for a lease
@@ -354,7 +354,7 @@ class RedisStreamsBus:
                 held = set(partitions)
                 self._surplus[(group, consumer)] = [
                     d for d in self._surplus.get((group, consumer), [])
-                    if int(d.message_id.split(":", 1)[0]) not in held
+                    if _partition_of(d) not in held
                 ]  # fmt: skip
 
     def _take_over(self, group: str, consumer: str, owned: Sequence[int]) -> list[Delivery]:
@@ -435,6 +435,11 @@ class RedisStreamsBus:
         found = cast(list[bytes | None], self.client.hmget(self._acked_key(partition, group), ids))
         return {entry: {int(k) for k in raw.split(b",")}
                 for entry, raw in zip(ids, found, strict=True) if raw}  # fmt: skip
+
+
+def _partition_of(delivery: Delivery) -> int:
+    """The partition a delivery came from (its message id's first field)."""
+    return int(delivery.message_id.split(":", 1)[0])
 
 
 def _raw(response: Any, **_: Any) -> Any:
