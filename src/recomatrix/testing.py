@@ -164,7 +164,7 @@ def check_item_counts_are_counted_once_per_event(store: OnlineStore) -> None:
     a, b = f"{tag}-a", f"{tag}-b"
     batch = [ItemCount(f"{tag}-e1", a, "click", T0), ItemCount(f"{tag}-e1", b, "click", T0)]
     batch.append(ItemCount(f"{tag}-e1", a, "watch_seconds", T0, 30.0))
-    store.add_item_counts(batch)
+    store.add_item_counts(batch + batch)  # a row repeated in one call (forwarded twice)
     store.add_item_counts(batch)
     store.add_item_counts([ItemCount(f"{tag}-e1", a, "like", T0)])  # same event, again
     state_a, state_b = store.get_items([a, b])

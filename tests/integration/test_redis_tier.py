@@ -14,6 +14,7 @@ import redis
 
 from recomatrix.events.memory import MemoryEventBus
 from recomatrix.events.redis import RedisStreamsBus
+from recomatrix.events.relay import RedisCountRelay
 from recomatrix.features import codec
 from recomatrix.features.base import ItemCount, LeaseLost
 from recomatrix.features.memory import MemoryOnlineStore
@@ -60,12 +61,15 @@ def nonzero(counts: dict[str, float]) -> dict[str, float]:
 
 
 def worker(url: str, name: str) -> StreamProcessor:
-    """One stream worker with its own connections, as a separate process would have."""
+    """One stream worker with its own connections, as a separate process would have, and
+    as `recomatrix worker` has, a relay handing item counts to their partition's holder."""
+    bus = RedisStreamsBus.from_url(url + "?lease_s=5")
     return StreamProcessor(
-        bus=RedisStreamsBus.from_url(url + "?lease_s=5"),
+        bus=bus,
         store=RedisOnlineStore.from_url(url),
         item_vector=ITEM_VECTORS.get,
         consumer=name,
+        relay=RedisCountRelay(bus, "stream"),
     )
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from recomatrix.types import Event
+from recomatrix.features.base import ItemCount
+from recomatrix.types import Event, ItemId
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,4 +58,32 @@ class OwnsPartitions(Protocol):
         """A write fenced by `consumer`'s leases was refused: at its next `consume` it learns
         again which partitions it holds and takes over what it left pending on them (which
         also changes its `ownership_epoch`)."""
+        ...
+
+    def held_partitions(self, group: str, consumer: str) -> frozenset[int]:
+        """The partitions `consumer` held at its last `consume` (none before the first)."""
+        ...
+
+
+# Where a take ended, per partition: the last relay entry id it read.
+Receipt = dict[int, bytes]
+
+
+class CountRelay(Protocol):
+    """Moves item counts to the consumer holding the items' partition."""
+
+    def partition_of(self, item_id: ItemId) -> int:
+        """The partition whose holder counts the item."""
+        ...
+
+    def forward(self, counts: Mapping[int, Sequence[ItemCount]]) -> None:
+        """Append counts (by their items' partition) for those partitions' holders."""
+        ...
+
+    def take(self, partitions: Collection[int]) -> tuple[list[ItemCount], Receipt]:
+        """The counts forwarded to `partitions` and not yet released, oldest first."""
+        ...
+
+    def release(self, receipt: Receipt) -> None:
+        """Drop what a `take` returned, once counted."""
         ...

@@ -93,6 +93,7 @@ class RedisStreamsBus:
         self._epochs: dict[tuple[str, str], int] = defaultdict(int)  # see ownership_epoch
         # (group, consumer) -> deliveries read past `max_events`, returned by the next call
         self._surplus: dict[tuple[str, str], list[Delivery]] = {}
+        self._held: dict[tuple[str, str], frozenset[int]] = {}  # as of the last rebalance
         meta = f"{namespace}:events:partitions"
         client.set(meta, partitions, nx=True)
         stored = int(cast(bytes, client.get(meta)))
@@ -213,12 +214,18 @@ class RedisStreamsBus:
         return [d for d in deliveries if d.message_id not in held] if held else deliveries
 
     def lag(self, group: str) -> int:
+        """Events not yet acknowledged by `group`, plus the batches of item counts its
+        consumers forwarded to a partition's holder that it has not counted yet (`relay`):
+        0 once everything published is applied."""
         self._ensure_group(group)
         pipe = self.client.pipeline(transaction=False)
         for p in range(self.partitions):
             pipe.hget(self._counts_key(p), f"g:{group}")
-        counted = cast(list[bytes | None], pipe.execute())
+            pipe.xlen(self.relay_key(p, group))
+        replies = pipe.execute()
+        counted = cast(list[bytes | None], replies[::2])
         waiting = sum(int(count) for count in counted if count is not None)
+        waiting += sum(cast(list[int], replies[1::2]))  # relay entries
         uncounted = [p for p, count in enumerate(counted) if count is None]
         if uncounted:  # a group made elsewhere (or by an older version): entries, not events
             pipe = self.client.pipeline(transaction=False)
@@ -316,6 +323,11 @@ class RedisStreamsBus:
         """The partition's event counts (`redis_lua`), in its stream's cluster slot."""
         return f"{{{self.streams[partition]}}}:counts"
 
+    def relay_key(self, partition: int, group: str) -> str:
+        """The stream of item counts forwarded to the holder of `partition` in `group`
+        (`relay.RedisCountRelay`), in the partition stream's cluster slot."""
+        return f"{{{self.streams[partition]}}}:items:{group}"
+
     def _acked_key(self, partition: int, group: str) -> str:
         """The group's events acknowledged in entries not yet wholly acknowledged."""
         return f"{{{self.streams[partition]}}}:acked:{group}"
@@ -329,7 +341,14 @@ class RedisStreamsBus:
             list[list[int]], self._lease(keys=keys, args=[consumer, self.lease_ms])
         )
         self._take_over_later(group, consumer, [p - 1 for p in acquired])
-        return sorted(p - 1 for p in owned)
+        held = sorted(p - 1 for p in owned)
+        with self._lock:
+            self._held[(group, consumer)] = frozenset(held)
+        return held
+
+    def held_partitions(self, group: str, consumer: str) -> frozenset[int]:
+        with self._lock:
+            return self._held.get((group, consumer), frozenset())
 
     def lost_lease(self, group: str, consumer: str) -> None:
         self._take_over_later(group, consumer, range(self.partitions))

@@ -24,6 +24,15 @@ class ItemCount(NamedTuple):
     amount: float = 1.0
 
 
+def distinct_counts(counts: Sequence[ItemCount]) -> list[ItemCount]:
+    """The counts with a row repeated in the same call (same event, item and field: the
+    same count sent twice, as forwarded counts can be) kept once, the first."""
+    unique: dict[tuple[str, ItemId, str], ItemCount] = {}
+    for count in counts:
+        unique.setdefault((count.event_id, count.item_id, count.field), count)
+    return list(unique.values()) if len(unique) < len(counts) else list(counts)
+
+
 class LeaseLost(RuntimeError):
     """A fenced user write found its writer no longer holding a user's partition (another
     worker took it over, say after a pause longer than the lease): nothing was written."""

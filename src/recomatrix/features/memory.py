@@ -7,7 +7,7 @@ import threading
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Generic, TypeVar
 
-from recomatrix.features.base import ItemCount
+from recomatrix.features.base import ItemCount, distinct_counts
 from recomatrix.features.profiles import UserProfiles
 from recomatrix.features.state import ENGAGED, ItemState, UserState
 from recomatrix.types import ItemId, UserId
@@ -71,6 +71,7 @@ class MemoryOnlineStore:
             return [self._items.get(i) for i in item_ids]
 
     def add_item_counts(self, counts: Sequence[ItemCount]) -> None:
+        counts = distinct_counts(counts)
         with self._lock:
             # A membership test per count: `set - dict.keys()` would walk the whole id history.
             fresh = {key for c in counts if (key := (c.event_id, c.item_id)) not in self._counted}

@@ -38,7 +38,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from recomatrix.backends import split_url_options
-from recomatrix.features.base import Fence, ItemCount, LeaseLost
+from recomatrix.features.base import Fence, ItemCount, LeaseLost, distinct_counts
 from recomatrix.features.codec import (
     ITEM_COUNT_LUA,
     decode_item,
@@ -271,7 +271,7 @@ class RedisOnlineStore:
 
     def add_item_counts(self, counts: Sequence[ItemCount]) -> None:
         by_item: dict[ItemId, list[ItemCount]] = defaultdict(list)
-        for c in counts:
+        for c in distinct_counts(counts):
             if c.field not in FIELD_INDEX:
                 raise ValueError(f"unknown item counter {c.field!r}; use one of {FIELDS}")
             by_item[c.item_id].append(c)

@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 
 from recomatrix.degrade import FailureLog
-from recomatrix.events.base import Delivery, EventBus, OwnsPartitions
+from recomatrix.events.base import CountRelay, Delivery, EventBus, OwnsPartitions, Receipt
 from recomatrix.features.base import LeaseLost, OnlineStore
 from recomatrix.features.state import ItemState, UserState, engaged, trending_score
 from recomatrix.stream.settings import StreamSettings
@@ -43,6 +43,7 @@ class StreamProcessor:
         settings: StreamSettings = StreamSettings(),
         group: str = "stream",
         consumer: str = "embedded-1",
+        relay: CountRelay | None = None,
     ) -> None:
         self.bus, self.store, self.item_vector = bus, store, item_vector
         self.offline_sink = offline_sink
@@ -62,6 +63,9 @@ class StreamProcessor:
         # Deferred item counts and the deliveries they complete (see `flush`).
         self._defer_items = self._owner is not None and settings.item_flush_s > 0
         self._item_backlog: dict[str, Event] = {}  # by event id: a repeat is counted once
+        # With a relay, the items of the partitions this consumer holds are its own to
+        # count; the others' counts go to their holders (`relay`).
+        self._relay = relay if self._defer_items else None
         self._unacked: list[str] = []
         self._flushed = self._looked_for_stuck = time.monotonic()
         # Events and distinct items delivered in the current interval of `item_flush_s`,
@@ -191,22 +195,44 @@ class StreamProcessor:
                 # Every delivered event, not only those new to the users: a batch delivered
                 # again after a crash between its user write and the flush finds its events
                 # "seen", but their items never counted them (items skip what they counted).
-                for event in events:
+                try:
+                    own = self._forward_others(events)
+                except Exception:
+                    self._retry = deliveries  # applied: applying again only forwards again
+                    raise
+                for event in own:
                     self._item_backlog.setdefault(event.event_id, event)
                     self._interval_items.add(event.item_id)
-                self._interval_events += len(events)
+                self._interval_events += len(own)
                 self._unacked += [d.message_id for d in deliveries]
                 self._end_interval_when_due()
             else:
                 self.bus.ack(self.group, [d.message_id for d in deliveries])
-        if self._unacked and (
-            not deliveries
-            or self._merges_little()
-            or time.monotonic() - self._flushed >= self.settings.item_flush_s
-        ):
+        due = time.monotonic() - self._flushed >= self.settings.item_flush_s
+        if self._unacked and (not deliveries or self._merges_little() or due):
             self.flush()
-        self._rescore_when_due(fresh)
+        elif self._relay is not None and due:  # counts forwarded to this consumer wait
+            self.flush()
+        self._rescore_when_due([] if self._defer_items else fresh)
         return len(fresh)
+
+    def _forward_others(self, events: Sequence[Event]) -> Sequence[Event]:
+        """With a relay: forward the item counts of events whose item's partition another
+        consumer holds, to it; returns the events whose items this consumer counts."""
+        if self._relay is None or self._owner is None:
+            return events
+        held = self._owner.held_partitions(self.group, self.consumer)
+        partition_of = self._relay.partition_of
+        own: list[Event] = []
+        others: dict[int, list[Event]] = defaultdict(list)
+        for event in events:
+            partition = partition_of(event.item_id)
+            if partition in held:
+                own.append(event)
+            else:
+                others[partition].append(event)
+        self._relay.forward({p: item_counts(batch) for p, batch in others.items()})
+        return own
 
     def _end_interval_when_due(self) -> None:
         """Close the interval of `item_flush_s` once it is over: its events per distinct
@@ -243,13 +269,25 @@ class StreamProcessor:
             self._owner.lost_lease(self.group, self.consumer)  # the cache follows the epoch
 
     def flush(self) -> None:
-        """Add the item counts of the batches applied since the last flush, then acknowledge
-        those batches. A failure keeps both for the next call; a crash leaves the batches
+        """Add the item counts of the batches applied since the last flush, and with a relay
+        those other consumers forwarded to this one's partitions, then acknowledge those
+        batches. A failure keeps them all for the next call; a crash leaves the batches
         pending, delivered again to whoever holds their partitions (users skip them, items
-        count what they have not counted)."""
-        if self._item_backlog:
-            self.store.add_item_counts(item_counts(self._item_backlog.values()))
-            self._item_backlog = {}
+        count what they have not counted), and the forwarded counts in the relay."""
+        counts = item_counts(self._item_backlog.values())
+        receipt: Receipt = {}
+        if self._relay is not None and self._owner is not None:
+            forwarded, receipt = self._relay.take(
+                self._owner.held_partitions(self.group, self.consumer)
+            )
+            counts += forwarded
+        if counts:
+            self.store.add_item_counts(counts)
+            self._touched.update(c.item_id for c in counts)
+            self._touched_ts = max(self._touched_ts, max(c.ts for c in counts))
+        self._item_backlog = {}
+        if self._relay is not None and receipt:
+            self._relay.release(receipt)  # only once counted: a failure takes them again
         if self._unacked:
             self.bus.ack(self.group, self._unacked)
             self._unacked = []
@@ -260,7 +298,7 @@ class StreamProcessor:
         and their counts are in the store (no deferred counts wait for `flush`)."""
         self._touched.update(e.item_id for e in fresh)
         if fresh:
-            self._touched_ts = max(self._touched_ts, fresh[-1].ts)
+            self._touched_ts = max(self._touched_ts, fresh[-1].ts)  # oldest first
         if not self._touched or self._item_backlog:
             return
         if time.monotonic() - self._rescored >= self.settings.trending_interval_s:

@@ -16,6 +16,7 @@ import numpy as np
 
 from recomatrix.config import Settings
 from recomatrix.events.redis import RedisStreamsBus
+from recomatrix.events.relay import RedisCountRelay
 from recomatrix.features.offline import ParquetLog
 from recomatrix.features.redis import RedisOnlineStore
 from recomatrix.stream.processor import StreamProcessor
@@ -83,6 +84,7 @@ class Worker:
             settings=settings.stream,
             group=GROUP,
             consumer=name,
+            relay=RedisCountRelay(bus, GROUP),  # items are counted by their partition's holder
         )
         self._after = snapshot.manifest.feed_after
 
