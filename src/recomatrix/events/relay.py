@@ -32,6 +32,7 @@ from recomatrix.types import ItemId
 log = logging.getLogger(__name__)
 
 TAKE_ENTRIES = 1000  # relay entries a flush takes per partition at most (one per batch)
+PARTITIONS_CACHED = 100_000  # item ids whose partition is remembered
 
 
 class RedisCountRelay:
@@ -42,9 +43,15 @@ class RedisCountRelay:
         self.client, self.partitions = bus.client, bus.partitions
         self.keys = [bus.relay_key(p, group) for p in range(bus.partitions)]
         self._partition_of = bus.partition_of
+        self._partitions: dict[ItemId, int] = {}  # a crc32 per event was a tenth of forwarding
 
     def partition_of(self, item_id: ItemId) -> int:
-        return self._partition_of(item_id)
+        partition = self._partitions.get(item_id)
+        if partition is None:
+            if len(self._partitions) >= PARTITIONS_CACHED:
+                self._partitions.clear()
+            partition = self._partitions[item_id] = self._partition_of(item_id)
+        return partition
 
     def forward(self, counts: Mapping[int, Sequence[ItemCount]]) -> None:
         if not counts:

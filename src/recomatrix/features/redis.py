@@ -271,7 +271,7 @@ class RedisOnlineStore:
 
     def add_item_counts(self, counts: Sequence[ItemCount]) -> None:
         by_item: dict[ItemId, list[ItemCount]] = defaultdict(list)
-        for c in distinct_counts(counts):
+        for c in counts:
             if c.field not in FIELD_INDEX:
                 raise ValueError(f"unknown item counter {c.field!r}; use one of {FIELDS}")
             by_item[c.item_id].append(c)
@@ -475,6 +475,9 @@ def _summed(counts: Sequence[ItemCount], prefix: str) -> list[Any]:
     """One item's counts for ITEM_COUNT_LUA: total engaged, newest time, its event ids
     (after `prefix`), and (field, time, amount) per field and 10 s bucket (a bucket of every
     wider window too)."""
+    ids = list(dict.fromkeys(prefix + c.event_id for c in counts))
+    if len(ids) < len(counts):  # watch time shares its event's id, or a row came twice
+        counts = distinct_counts(counts)
     finest = WINDOWS[0]
     sums: dict[tuple[int, int], list[float]] = {}  # (field, bucket) -> [amount, a time in it]
     for c in counts:
@@ -484,7 +487,6 @@ def _summed(counts: Sequence[ItemCount], prefix: str) -> list[Any]:
     for (field, _), (amount, ts) in sums.items():
         values += [field, ts, amount]
     engaged = sum(c.amount for c in counts if c.field in ENGAGED)
-    ids = list(dict.fromkeys(prefix + c.event_id for c in counts))
     return [engaged, max(c.ts for c in counts), ids, values]
 
 
