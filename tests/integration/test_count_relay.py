@@ -18,7 +18,9 @@ from recomatrix.stream import StreamProcessor, StreamSettings
 from recomatrix.types import Event
 
 OPTIONS = "?partitions=4&lease_s=5"
-MANUAL = StreamSettings(item_flush_s=60.0, item_flush_merge_below=0.0)  # flush when told
+MANUAL = StreamSettings(
+    item_flush_s=60.0, item_flush_merge_below=0.0, pace_events_per_user=0.0
+)  # flush when told
 
 
 class CountingStore(RedisOnlineStore):

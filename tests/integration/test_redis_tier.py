@@ -176,7 +176,9 @@ def test_a_worker_dying_between_its_user_writes_and_its_item_flush_loses_no_coun
     next flush: a worker killed in between leaves the batch pending, and whoever gets it
     (here the worker restarted under its old name) counts the items once, the users not
     again."""
-    late = StreamSettings(item_flush_s=60.0, item_flush_merge_below=0.0)  # never on its own
+    late = StreamSettings(
+        item_flush_s=60.0, item_flush_merge_below=0.0, pace_events_per_user=0.0
+    )  # never on its own
     events = synthetic_events(60, users=3, items=2)
 
     def incarnation() -> StreamProcessor:
@@ -471,7 +473,9 @@ def test_a_worker_losing_one_partition_keeps_the_counts_it_owed_on_the_other(
     batch comes back to A itself, P's went to B, and every count lands exactly once."""
     options = "?partitions=2&lease_s=5"
     a_bus, b_bus = (RedisStreamsBus.from_url(redis_url + options) for _ in range(2))
-    settings = StreamSettings(item_flush_s=60.0, item_flush_merge_below=0.0)  # only when told
+    settings = StreamSettings(
+        item_flush_s=60.0, item_flush_merge_below=0.0, pace_events_per_user=0.0
+    )  # only when told
     a_store = HookedStore.from_url(redis_url, fence=a_bus.fence("stream", "a"))
     b_store = RedisOnlineStore.from_url(redis_url, fence=b_bus.fence("stream", "b"))
     a, b = (StreamProcessor(bus=bus, store=store, item_vector=ITEM_VECTORS.get,
@@ -511,7 +515,7 @@ def test_item_counts_wait_for_the_interval_only_when_waiting_merges_them(redis_u
     piling on few items, a batch's counts wait for the interval (or an idle bus)."""
     bus = RedisStreamsBus.from_url(redis_url)
     store = RedisOnlineStore.from_url(redis_url, fence=bus.fence("stream", "w1"))
-    settings = StreamSettings(item_flush_s=0.3)
+    settings = StreamSettings(item_flush_s=0.3, pace_events_per_user=0.0)  # the rule alone
     processor = StreamProcessor(bus=bus, store=store, item_vector=ITEM_VECTORS.get,
                                 settings=settings, consumer="w1")  # fmt: skip
     clicks = iter(Event(f"c{k}", f"u{k % 7}", "i1", "click", T0 + k) for k in range(300))

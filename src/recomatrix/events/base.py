@@ -60,6 +60,11 @@ class OwnsPartitions(Protocol):
         also changes its `ownership_epoch`)."""
         ...
 
+    def backlogged(self, group: str, consumer: str) -> bool:
+        """Whether `consumer`'s last `consume` stopped short of what was waiting: it read as
+        many entries as it asked a stream for, or holds events read past `max_events`."""
+        ...
+
     def held_partitions(self, group: str, consumer: str) -> frozenset[int]:
         """The partitions `consumer` held at its last `consume` (none before the first)."""
         ...

@@ -94,6 +94,7 @@ class RedisStreamsBus:
         # (group, consumer) -> deliveries read past `max_events`, returned by the next call
         self._surplus: dict[tuple[str, str], list[Delivery]] = {}
         self._held: dict[tuple[str, str], frozenset[int]] = {}  # as of the last rebalance
+        self._backlogged: set[tuple[str, str]] = set()  # see `backlogged`
         meta = f"{namespace}:events:partitions"
         client.set(meta, partitions, nx=True)
         stored = int(cast(bytes, client.get(meta)))
@@ -252,6 +253,7 @@ class RedisStreamsBus:
             held = [d for d in self._surplus.pop((group, consumer), [])
                     if _partition_of(d) in owned]  # fmt: skip
         deliveries = held + taken  # other partitions than each other's: no order between
+        more = False  # a read stopped at what it asked for
         if not deliveries and not owned:
             time.sleep(block_s)  # more consumers than partitions: wait for a lease
         while not deliveries and owned:  # until a read finds nothing or not only poison
@@ -259,21 +261,31 @@ class RedisStreamsBus:
             # publish, a backlog): at most READ_ENTRIES_MAX x max_events read at once.
             most = max(1, READ_ENTRIES_MAX * max_events // (len(owned) * ENTRY_EVENTS))
             count = min(most, max(1, int(max_events / len(owned) / self._per_entry)))
-            deliveries, read = self._read(group, consumer, owned, count, block_s)
+            deliveries, read, more = self._read(group, consumer, owned, count, block_s)
             if not read:
                 break
             block_s = 0.0
-        if len(deliveries) > max_events:  # an entry holds many events: keep the rest
-            with self._lock:
+        # Held or taken over: no read looked at the streams, which may hold more.
+        more = more or bool(held or taken) or len(deliveries) > max_events
+        with self._lock:
+            if len(deliveries) > max_events:  # an entry holds many events: keep the rest
                 self._surplus[(group, consumer)] = deliveries[max_events:]
-            deliveries = deliveries[:max_events]
+                deliveries = deliveries[:max_events]
+            if more:
+                self._backlogged.add((group, consumer))
+            else:
+                self._backlogged.discard((group, consumer))
         return deliveries
+
+    def backlogged(self, group: str, consumer: str) -> bool:
+        with self._lock:
+            return (group, consumer) in self._backlogged
 
     def _read(
         self, group: str, consumer: str, owned: list[int], count: int, block_s: float
-    ) -> tuple[list[Delivery], int]:
-        """One XREADGROUP of `count` new entries a stream: their deliveries, and how many
-        entries it read."""
+    ) -> tuple[list[Delivery], int, bool]:
+        """One XREADGROUP of `count` new entries a stream: their deliveries, how many
+        entries it read, and whether a stream gave all `count` (it may hold more)."""
         replies: Any
         if self._cluster:
             replies = self._poll(group, consumer, owned, count, block_s)
@@ -284,13 +296,14 @@ class RedisStreamsBus:
         deliveries: list[Delivery] = []
         if isinstance(replies, dict):  # read raw: {stream: entries}
             replies = replies.items()
-        read = 0
+        read, more = 0, False
         for stream, entries in cast(list[tuple[bytes, list[Entry]]], replies or []):
             deliveries += self._deliveries(group, self.streams.index(stream.decode()), entries)
             read += len(entries)
+            more = more or len(entries) >= count
         if read:
             self._per_entry = max(1.0, 0.5 * self._per_entry + 0.5 * len(deliveries) / read)
-        return deliveries, read
+        return deliveries, read, more
 
     def _poll(
         self, group: str, consumer: str, owned: list[int], count: int, block_s: float

@@ -74,6 +74,8 @@ class StreamProcessor:
         self._interval_started, self._interval_events = time.monotonic(), 0
         self._interval_items: set[ItemId] = set()
         self._per_item = 1.0
+        # The last batch was hot (see `_paces`): the loop waits before reading again.
+        self._hot = False
         self.users: UserCache | None = None
         # A store handing out its own objects (`shares_states`) would show readers the
         # cached states as they change.
@@ -171,11 +173,12 @@ class StreamProcessor:
             deliveries = self.bus.reclaim(
                 self.group, self.consumer, min_idle_s=self.settings.stuck_after_s
             )
+        batch = self.settings.batch_events if max_events is None else max_events
         if not deliveries:
-            batch = self.settings.batch_events if max_events is None else max_events
             deliveries = self.bus.consume(
                 self.group, self.consumer, max_events=batch, block_s=block_s
             )
+        self._hot = self._paces(deliveries, batch)
         if self.users is not None and self._owner is not None:
             self.users.follow(self._owner.ownership_epoch(self.group, self.consumer))
         fresh: list[Event] = []
@@ -209,7 +212,7 @@ class StreamProcessor:
             else:
                 self.bus.ack(self.group, [d.message_id for d in deliveries])
         due = time.monotonic() - self._flushed >= self.settings.item_flush_s
-        if self._unacked and (not deliveries or self._merges_little() or due):
+        if self._unacked and (not deliveries or self._hot or self._merges_little() or due):
             self.flush()
         elif self._relay is not None and due:  # counts forwarded to this consumer wait
             self.flush()
@@ -233,6 +236,21 @@ class StreamProcessor:
                 others[partition].append(event)
         self._relay.forward({p: item_counts(batch) for p, batch in others.items()})
         return own
+
+    def _paces(self, deliveries: Sequence[Delivery], batch: int) -> bool:
+        """Whether the loop should wait before reading again: the batch's users averaged at
+        least `pace_events_per_user` events each, and the bus had no more (not a full batch,
+        nor a read that stopped at what it asked for).
+        Most of a batch's cost is per user (its state updated, encoded and written), so a
+        worker reading as fast as it can under hot users spends it again and again on a
+        few events each; waiting until `item_flush_s` after its last read writes each user
+        once per interval (and counts the items and acknowledges in the same cycle)."""
+        threshold = self.settings.pace_events_per_user
+        if not self._defer_items or threshold <= 0 or not deliveries or len(deliveries) >= batch:
+            return False
+        if self._owner is not None and self._owner.backlogged(self.group, self.consumer):
+            return False  # a backlog: read on at once
+        return len(deliveries) >= threshold * len({d.event.user_id for d in deliveries})
 
     def _end_interval_when_due(self) -> None:
         """Close the interval of `item_flush_s` once it is over: its events per distinct
@@ -328,6 +346,7 @@ class StreamProcessor:
         refreshed = time.monotonic()
         failures = FailureLog(log, "stream processor batch failed; retrying it every 0.5 s")
         while not self._stop.is_set():
+            began = time.monotonic()
             try:
                 self.run_once()
                 if time.monotonic() - refreshed >= self.settings.trending_refresh_s:
@@ -337,6 +356,9 @@ class StreamProcessor:
             except Exception as err:  # keep consuming; the failed batch is retried first
                 failures.failed(err)
                 self._stop.wait(0.5)
+                continue
+            if self._hot:
+                self._stop.wait(max(0.0, self.settings.item_flush_s - (time.monotonic() - began)))
         try:
             self.flush()  # what was applied is acknowledged before the worker stops
         except Exception:  # left pending: delivered again, idempotently

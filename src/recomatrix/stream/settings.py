@@ -27,6 +27,11 @@ class StreamSettings:
     # catalogue), a counting script per item and batch costs about what one per item and
     # interval would, and the counts show at once; 0 = always wait.
     item_flush_merge_below: float = 1.2
+    # ... and while a batch's users averaged at least this many events each (hot users) and
+    # the bus had no more, the worker waits to read again until `item_flush_s` after its
+    # last read: each user is then written once per interval for all its events (a user's
+    # write costs about as much as applying 40 events); 0 = read again at once.
+    pace_events_per_user: float = 2.0
     # Deliveries pending this long on a partition this consumer holds are taken over: a
     # consumer that read them after losing the partition (it stalled between renewing its
     # lease and reading) had its write refused and left them. Looked for every quarter of it.
@@ -46,6 +51,9 @@ class StreamSettings:
             raise ValueError(f"setting stream.item_flush_merge_below: "
                              f"{self.item_flush_merge_below} is negative; use 0 to always "
                              "wait item_flush_s")  # fmt: skip
+        if self.pace_events_per_user < 0:
+            raise ValueError(f"setting stream.pace_events_per_user: {self.pace_events_per_user} "
+                             "is negative; use 0 to never wait between reads")  # fmt: skip
         if self.item_flush_s < 0:
             raise ValueError(f"setting stream.item_flush_s: {self.item_flush_s} is negative; "
                              "use 0 to add item counts with every batch")  # fmt: skip
