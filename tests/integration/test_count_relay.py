@@ -116,14 +116,17 @@ def test_counts_forwarded_again_after_a_crash_are_counted_once(redis_url: str) -
     assert_counted_once(redis_url, events)
 
 
-def test_a_relay_entry_without_counts_is_dropped_and_the_rest_counted(redis_url: str) -> None:
+def test_relay_entries_and_rows_no_store_can_count_are_dropped_and_the_rest_counted(
+    redis_url: str,
+) -> None:
     a, b = processor(redis_url, "a"), processor(redis_url, "b")
     share([a, b])
     relay = RedisCountRelay(b.bus, "stream")  # type: ignore[arg-type]
     mine = sorted(b.bus.held_partitions("stream", "b"))  # type: ignore[attr-defined]
     item = next(f"i{k}" for k in range(100) if relay.partition_of(f"i{k}") == mine[0])
     relay.client.xadd(relay.keys[mine[0]], {"c": b"\xc1 not msgpack"})
-    relay.forward({mine[0]: [ItemCount("e1", item, "click", 1_700_000_000.0)]})
+    relay.forward({mine[0]: [ItemCount("e1", item, "click", 1_700_000_000.0),
+                             ItemCount("e2", item, "shared", 1_700_000_000.0)]})  # fmt: skip
     b.flush()
     assert relayed(redis_url) == 0
     (state,) = b.store.get_items([item])

@@ -40,7 +40,8 @@ class EventBus(Protocol):
         ...
 
     def lag(self, group: str) -> int:
-        """Events published but not yet acknowledged by `group`."""
+        """Events published but not yet applied by `group`: unacknowledged (on a bus with
+        a count relay, plus its entries not yet counted by their holder). 0: all applied."""
         ...
 
 

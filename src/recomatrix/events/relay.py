@@ -19,6 +19,7 @@ forwarded count is trimmed only after it was counted.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Collection, Mapping, Sequence
 from typing import cast
 
@@ -27,6 +28,7 @@ import msgspec
 from recomatrix.events.base import Receipt
 from recomatrix.events.redis import RedisStreamsBus
 from recomatrix.features.base import ItemCount
+from recomatrix.features.windows import FIELD_INDEX
 from recomatrix.types import ItemId
 
 log = logging.getLogger(__name__)
@@ -95,14 +97,21 @@ class RedisCountRelay:
 
 
 def _decoded(key: str, entry_id: bytes, fields: dict[bytes, bytes]) -> list[ItemCount]:
-    """An entry's counts; none (logged) for an entry no worker of this version wrote,
-    which would otherwise fail every flush of its partition's owner."""
+    """An entry's counts, without (logged) an entry or rows no worker of this version
+    wrote: the store would refuse them at every flush of the partition's holder, which
+    would then never acknowledge anything again."""
     try:
-        return _DECODER.decode(fields[b"c"])
+        counts = _DECODER.decode(fields[b"c"])
     except (KeyError, msgspec.DecodeError, msgspec.ValidationError) as error:
         log.error("relay %s: dropping entry %s, which holds no item counts (%s)", key,
                   entry_id.decode(), error)  # fmt: skip
         return []
+    valid = [c for c in counts if c.field in FIELD_INDEX and c.event_id and c.item_id
+             and math.isfinite(c.ts) and math.isfinite(c.amount)]  # fmt: skip
+    if len(valid) < len(counts):
+        log.error("relay %s: dropping %d rows of entry %s that no store can count", key,
+                  len(counts) - len(valid), entry_id.decode())  # fmt: skip
+    return valid
 
 
 def _after(entry_id: bytes) -> str:

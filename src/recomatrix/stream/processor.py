@@ -174,11 +174,12 @@ class StreamProcessor:
                 self.group, self.consumer, min_idle_s=self.settings.stuck_after_s
             )
         batch = self.settings.batch_events if max_events is None else max_events
-        if not deliveries:
+        consumed = not deliveries
+        if consumed:
             deliveries = self.bus.consume(
                 self.group, self.consumer, max_events=batch, block_s=block_s
             )
-        self._hot = self._paces(deliveries, batch)
+        self._hot = consumed and self._paces(deliveries, batch)  # not for a retry, a reclaim
         if self.users is not None and self._owner is not None:
             self.users.follow(self._owner.ownership_epoch(self.group, self.consumer))
         fresh: list[Event] = []
@@ -190,6 +191,7 @@ class StreamProcessor:
                 )
             except LeaseLost as lost:
                 self._give_up_partitions(lost)
+                self._hot = False
                 return 0
             except Exception:
                 self._retry = deliveries  # still pending on the bus; applying again is a no-op
@@ -222,7 +224,10 @@ class StreamProcessor:
     def _forward_others(self, events: Sequence[Event]) -> Sequence[Event]:
         """With a relay: forward the item counts of events whose item's partition another
         consumer holds, to it; returns the events whose items this consumer counts."""
-        if self._relay is None or self._owner is None:
+        if self._relay is None or self._owner is None or self._merges_little():
+            # Under a light load this batch's counts are added now, not at the holders' next
+            # flush: a click shows on its item at once. Counting is idempotent and atomic
+            # per item, so any worker may count any item.
             return events
         held = self._owner.held_partitions(self.group, self.consumer)
         partition_of = self._relay.partition_of
@@ -247,6 +252,8 @@ class StreamProcessor:
         once per interval (and counts the items and acknowledges in the same cycle)."""
         threshold = self.settings.pace_events_per_user
         if not self._defer_items or threshold <= 0 or not deliveries or len(deliveries) >= batch:
+            return False
+        if self._merges_little():  # a light load: a click shows at once, as without pacing
             return False
         if self._owner is not None and self._owner.backlogged(self.group, self.consumer):
             return False  # a backlog: read on at once
