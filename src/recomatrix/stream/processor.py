@@ -18,6 +18,7 @@ from recomatrix.degrade import FailureLog
 from recomatrix.events.base import CountRelay, Delivery, EventBus, OwnsPartitions, Receipt
 from recomatrix.features.base import LeaseLost, OnlineStore
 from recomatrix.features.state import ItemState, UserState, engaged, trending_score
+from recomatrix.stream.pacing import LoadGauge
 from recomatrix.stream.settings import StreamSettings
 from recomatrix.stream.updates import VectorLookup, item_counts, update_user
 from recomatrix.stream.user_cache import UserCache
@@ -68,14 +69,8 @@ class StreamProcessor:
         self._relay = relay if self._defer_items else None
         self._unacked: list[str] = []
         self._flushed = self._looked_for_stuck = time.monotonic()
-        # Events and distinct items delivered in the current interval of `item_flush_s`,
-        # and the events per item of the last one (`_merges_little`); a worker starts out
-        # flushing with every batch, until an interval says waiting would merge.
-        self._interval_started, self._interval_events = time.monotonic(), 0
-        self._interval_items: set[ItemId] = set()
-        self._per_item = 1.0
-        # The last batch was hot (see `_paces`): the loop waits before reading again.
-        self._hot = False
+        self._load = LoadGauge(settings)  # whether item counts wait, and reads
+        self._hot = False  # the last batch asks the loop to wait (`LoadGauge.paces`)
         self.users: UserCache | None = None
         # A store handing out its own objects (`shares_states`) would show readers the
         # cached states as they change.
@@ -166,7 +161,7 @@ class StreamProcessor:
         On a partitioned bus the batch's item counts wait for `flush` (at most
         `item_flush_s`, or until the bus has nothing more): one counting script per item
         for several batches instead of one per batch, the main cost of Redis under load;
-        but not while waiting would merge little (`_merges_little`).
+        but not while waiting would merge little (`LoadGauge.merges_little`).
         """
         deliveries, self._retry = self._retry, []
         if not deliveries and self._stuck_due():
@@ -179,7 +174,16 @@ class StreamProcessor:
             deliveries = self.bus.consume(
                 self.group, self.consumer, max_events=batch, block_s=block_s
             )
-        self._hot = consumed and self._paces(deliveries, batch)  # not for a retry, a reclaim
+        self._hot = (
+            consumed
+            and self._defer_items
+            and self._load.paces(  # not a retry, a reclaim
+                deliveries,
+                full=len(deliveries) >= batch,
+                backlogged=self._owner is not None
+                and self._owner.backlogged(self.group, self.consumer),
+            )
+        )
         if self.users is not None and self._owner is not None:
             self.users.follow(self._owner.ownership_epoch(self.group, self.consumer))
         fresh: list[Event] = []
@@ -207,14 +211,12 @@ class StreamProcessor:
                     raise
                 for event in own:
                     self._item_backlog.setdefault(event.event_id, event)
-                    self._interval_items.add(event.item_id)
-                self._interval_events += len(own)
+                self._load.counted(own)
                 self._unacked += [d.message_id for d in deliveries]
-                self._end_interval_when_due()
             else:
                 self.bus.ack(self.group, [d.message_id for d in deliveries])
         due = time.monotonic() - self._flushed >= self.settings.item_flush_s
-        if self._unacked and (not deliveries or self._hot or self._merges_little() or due):
+        if self._unacked and (not deliveries or self._hot or self._load.merges_little() or due):
             self.flush()
         elif self._relay is not None and due:  # counts forwarded to this consumer wait
             self.flush()
@@ -224,7 +226,7 @@ class StreamProcessor:
     def _forward_others(self, events: Sequence[Event]) -> Sequence[Event]:
         """With a relay: forward the item counts of events whose item's partition another
         consumer holds, to it; returns the events whose items this consumer counts."""
-        if self._relay is None or self._owner is None or self._merges_little():
+        if self._relay is None or self._owner is None or self._load.merges_little():
             # Under a light load this batch's counts are added now, not at the holders' next
             # flush: a click shows on its item at once. Counting is idempotent and atomic
             # per item, so any worker may count any item.
@@ -241,36 +243,6 @@ class StreamProcessor:
                 others[partition].append(event)
         self._relay.forward({p: item_counts(batch) for p, batch in others.items()})
         return own
-
-    def _paces(self, deliveries: Sequence[Delivery], batch: int) -> bool:
-        """Whether the loop should wait before reading again: the batch's users averaged at
-        least `pace_events_per_user` events each, and the bus had no more (not a full batch,
-        nor a read that stopped at what it asked for).
-        Most of a batch's cost is per user (its state updated, encoded and written), so a
-        worker reading as fast as it can under hot users spends it again and again on a
-        few events each; waiting until `item_flush_s` after its last read writes each user
-        once per interval (and counts the items and acknowledges in the same cycle)."""
-        threshold = self.settings.pace_events_per_user
-        if not self._defer_items or threshold <= 0 or not deliveries or len(deliveries) >= batch:
-            return False
-        if self._merges_little():  # a light load: a click shows at once, as without pacing
-            return False
-        if self._owner is not None and self._owner.backlogged(self.group, self.consumer):
-            return False  # a backlog: read on at once
-        return len(deliveries) >= threshold * len({d.event.user_id for d in deliveries})
-
-    def _end_interval_when_due(self) -> None:
-        """Close the interval of `item_flush_s` once it is over: its events per distinct
-        item decide whether the next batches' counts wait (`_merges_little`)."""
-        if time.monotonic() - self._interval_started >= self.settings.item_flush_s:
-            self._per_item = self._interval_events / max(1, len(self._interval_items))
-            self._interval_started, self._interval_events = time.monotonic(), 0
-            self._interval_items = set()
-
-    def _merges_little(self) -> bool:
-        """True while the last interval's events averaged under `item_flush_merge_below` per
-        distinct item: waiting for the interval would save few counting scripts."""
-        return self._per_item < self.settings.item_flush_merge_below
 
     def _stuck_due(self) -> bool:
         if time.monotonic() - self._looked_for_stuck < self.settings.stuck_after_s / 4:
