@@ -4,7 +4,7 @@ each item rewritten by one worker, every count landing once, through crashes and
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pytest
 from test_redis_tier import ITEM_VECTORS, recount, synthetic_events
@@ -131,3 +131,35 @@ def test_relay_entries_and_rows_no_store_can_count_are_dropped_and_the_rest_coun
     assert relayed(redis_url) == 0
     (state,) = b.store.get_items([item])
     assert state is not None and state.total_engaged == 1.0
+
+
+class FailingOnceRelay(RedisCountRelay):
+    """Its first forward sends half the counts and then fails (Redis gone mid-pipeline)."""
+
+    failed = False
+
+    def forward(self, counts: Mapping[int, Sequence[ItemCount]]) -> None:
+        if not self.failed:
+            self.failed = True
+            super().forward(dict(list(counts.items())[: len(counts) // 2]))
+            raise ConnectionError("the relay went away mid-forward")
+        super().forward(counts)
+
+
+def test_a_batch_whose_forward_failed_is_retried_and_counted_once(redis_url: str) -> None:
+    """The users were written, then forwarding failed: the batch stays unacknowledged and is
+    tried again first; its users skip it, its counts go out (again), each counted once."""
+    a, b = processor(redis_url, "a"), processor(redis_url, "b")
+    share([a, b])
+    a._relay = FailingOnceRelay(a.bus, "stream")  # type: ignore[arg-type]
+    events = [e for e in synthetic_events(600, users=40, items=30, seed=11)
+              if a.bus.partition_of(e.user_id) in a.bus.held_partitions("stream", "a")]  # type: ignore[attr-defined]  # fmt: skip
+    a.bus.publish(events)
+    with pytest.raises(ConnectionError):
+        a.run_once(block_s=0.5)
+    assert a.bus.lag("stream") >= len(events)  # nothing acknowledged
+    assert a.run_once(block_s=0.5) == 0  # the retry: its users had every event already
+    a.flush()
+    b.flush()
+    assert a.bus.lag("stream") == 0 and relayed(redis_url) == 0
+    assert_counted_once(redis_url, events)
