@@ -80,7 +80,7 @@ def test_each_item_is_rewritten_by_the_worker_holding_its_partition_only(
     events = synthetic_events(2000, users=40, items=30)
     a.bus.publish(events)
     deadline = time.monotonic() + 30
-    while a.bus.lag("stream") > 0 or relayed(url) > 0:
+    while a.bus.lag("stream") > 0:  # relay entries not yet counted included
         for w in (a, b):
             w.run_once(block_s=0.01)
             w.flush()

@@ -42,7 +42,7 @@ class RedisCountRelay:
     the partition's cluster slot; an entry is one batch's counts for that partition."""
 
     def __init__(self, bus: RedisStreamsBus, group: str) -> None:
-        self.client, self.partitions = bus.client, bus.partitions
+        self.client = bus.client
         self.keys = [bus.relay_key(p, group) for p in range(bus.partitions)]
         self._partition_of = bus.partition_of
         self._partitions: dict[ItemId, int] = {}  # a crc32 per event was a tenth of forwarding
