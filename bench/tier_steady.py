@@ -46,7 +46,9 @@ def steady(url: str, world: tuple[list[str], list[str]], pids: list[int], rate: 
     events_per_s = run["load_events_per_s"]
     run["cpu_us_per_event"] = {name: round(share["on_cpu"] / events_per_s * 1e6, 1)
                                for name, share in run["cores"].items()}  # fmt: skip
-    run["cpu_us_per_event"]["all"] = round(sum(run["cpu_us_per_event"].values()), 1)
+    run["cpu_us_per_event"]["all"] = round(
+        sum(us for name, us in run["cpu_us_per_event"].items() if name != "probe"), 1
+    )
     spent = {name: usec - before.get(name, 0) for name, usec in after.items()}
     run["redis_command_share"] = {
         name: round(usec / sum(spent.values()), 3)

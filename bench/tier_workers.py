@@ -119,7 +119,9 @@ def visibility(
         raise RuntimeError("the load process did not start within 60 s")
     time.sleep(3.0)  # the workers reach a steady state under the load
     server = int(bus.client.info("server")["process_id"])
-    pids = {"redis": server, "load": cast(int, loader.pid),
+    # "probe": this process, polling the store for the probes (not part of the tier, but
+    # it runs on the same two cores).
+    pids = {"redis": server, "load": cast(int, loader.pid), "probe": os.getpid(),
             **{f"worker{k + 1}": pid for k, pid in enumerate(workers)}}  # fmt: skip
     before, began = {name: scheduled_s(pid) for name, pid in pids.items()}, time.monotonic()
     samples, user_samples, item_samples, overloaded = [], [], [], False
