@@ -109,7 +109,7 @@ def check_redis(redis_url: str) -> None:
             "or redis+cluster://HOST:PORT",
             param_hint="--redis-url",
         )
-    from recomatrix.features.redis import connect
+    from recomatrix.features.resp import connect
 
     client = connect(redis_url)
     try:

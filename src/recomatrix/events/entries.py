@@ -10,14 +10,22 @@ events and not others (`redis_lua.ACK_LUA`). An entry of one event object withou
 from __future__ import annotations
 
 import sys
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import msgspec
 
+from recomatrix.events.base import Delivery
 from recomatrix.types import Event
 
 ENTRY_EVENTS = 128  # events per entry at most: bounds how far a read may pass `max_events`
+
+# A stream entry: its id and its fields, as redis-py's dict or (XREADGROUP on one server,
+# read raw: see `RedisStreamsBus.__init__`) Redis's flat [name, value, ...] list.
+Entry = tuple[bytes, "dict[bytes, bytes] | list[bytes]"]
+# What cannot be delivered: (entry id, reason, payload, the message ids to acknowledge).
+Poison = tuple[bytes, str, bytes, list[str]]
 
 
 @dataclass(slots=True)
@@ -87,6 +95,69 @@ def decode_entry(payload: bytes, n: int) -> Decoded:
         except ValueError as error:
             decoded.poison.append(([index], f"ValueError: {error}"))
     return decoded
+
+
+def read_entries(
+    partition: int, entries: list[Entry], acked: Mapping[str, set[int]]
+) -> tuple[list[Delivery], list[Poison]]:
+    """The events of a partition's `entries`, each its own delivery, but for the indices
+    `acked` says were acknowledged (entry id -> indices); and what cannot be read."""
+    deliveries: list[Delivery] = []
+    poison: list[Poison] = []
+    prefix = f"{partition}:"
+    for entry_id, fields in entries:
+        entry = entry_id.decode()
+        try:
+            payload, n = _fields(fields)
+        except (ValueError, KeyError) as error:
+            poison.append((entry_id, f"{type(error).__name__}: {error}", b"", [prefix + entry]))
+            continue
+        if n is None:  # one event object (an older version's entry)
+            try:
+                deliveries.append(Delivery(prefix + entry, decode(payload)))
+            except (ValueError, TypeError) as error:
+                reason = f"{type(error).__name__}: {error}"
+                poison.append((entry_id, reason, payload, [prefix + entry]))
+            continue
+        decoded, done = decode_entry(payload, n), acked.get(entry, set())
+        for index, event in decoded.events:
+            if index not in done:
+                deliveries.append(Delivery(f"{prefix}{entry}:{index}:{n}", event))
+        for indices, reason in decoded.poison:
+            fresh = [f"{prefix}{entry}:{k}:{n}" for k in indices if k not in done]
+            if fresh:
+                poison.append((entry_id, f"{reason} (events {indices} of {n})", payload, fresh))
+    return deliveries, poison
+
+
+def by_entry(
+    message_ids: Sequence[str],
+) -> tuple[dict[int, list[str]], dict[int, dict[str, list[str]]]]:
+    """Message ids grouped for acknowledging: partition -> ids of entries of one event
+    object, and partition -> entry id -> [n, indices of its events]."""
+    whole: dict[int, list[str]] = defaultdict(list)
+    parts: dict[int, dict[str, list[str]]] = defaultdict(dict)
+    for message_id in message_ids:
+        fields = message_id.split(":")
+        if len(fields) == 2:
+            whole[int(fields[0])].append(fields[1])
+        else:
+            p, entry_id, index, n = fields
+            parts[int(p)].setdefault(entry_id, [n]).append(index)
+    return whole, parts
+
+
+def _fields(fields: dict[bytes, bytes] | list[bytes] | None) -> tuple[bytes, int | None]:
+    """An entry's payload `e` and event count `n` (None: an entry of one event object),
+    from a dict or Redis's flat name, value list."""
+    if not fields:
+        raise KeyError("the entry has no field 'e'")
+    if isinstance(fields, list):
+        fields = dict(zip(fields[::2], fields[1::2], strict=True))
+    if b"e" not in fields:
+        raise KeyError("the entry has no field 'e'")
+    n = fields.get(b"n")
+    return fields[b"e"], None if n is None else int(n)
 
 
 def _problem(event: Event) -> str | None:

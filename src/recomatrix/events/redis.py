@@ -28,10 +28,11 @@ import redis
 
 from recomatrix.backends import split_url_options
 from recomatrix.events.base import Delivery
-from recomatrix.events.entries import ENTRY_EVENTS, decode, decode_entry, payloads
-from recomatrix.events.redis_lua import ACK_LUA, GROUP_LUA, LEASE_LUA, PUBLISH_LUA
+from recomatrix.events.entries import ENTRY_EVENTS, Entry, by_entry, payloads, read_entries
+from recomatrix.events.leases import Consumer, PartitionLeases
+from recomatrix.events.redis_lua import ACK_LUA, GROUP_LUA, PUBLISH_LUA
 from recomatrix.features.base import Fence
-from recomatrix.features.redis import connect
+from recomatrix.features.resp import connect
 from recomatrix.types import Event
 
 log = logging.getLogger(__name__)
@@ -40,10 +41,6 @@ log = logging.getLogger(__name__)
 # but never for more than could hold this many times `max_events` (what it reads past
 # `max_events` waits in memory for the next calls).
 READ_ENTRIES_MAX = 16
-
-# A stream entry: its id and its fields, as redis-py's dict or (XREADGROUP on one server,
-# read raw: see `RedisStreamsBus.__init__`) Redis's flat [name, value, ...] list.
-Entry = tuple[bytes, "dict[bytes, bytes] | list[bytes]"]
 
 
 class RedisStreamsBus:
@@ -78,7 +75,7 @@ class RedisStreamsBus:
             # fields into a dict, a third of what reading 10,000 entries costs.
             client.set_response_callback("XREADGROUP", _raw)
         self._publish = client.register_script(PUBLISH_LUA)
-        self._lease = client.register_script(LEASE_LUA)
+        self.leases = PartitionLeases(client, namespace, partitions, self.lease_ms)
         self._group = client.register_script(GROUP_LUA)
         self._ack_sha = client.script_load(ACK_LUA)  # on every cluster master, for pipelines
         client.script_load(PUBLISH_LUA)
@@ -87,14 +84,10 @@ class RedisStreamsBus:
         self._per_entry = float(ENTRY_EVENTS)
         self._lock = threading.Lock()
         self._groups: set[str] = set()
-        # (group, consumer) -> partitions just acquired, whose pending entries it takes over
-        self._taking_over: dict[tuple[str, str], set[int]] = {}
-        self._started: set[tuple[str, str]] = set()  # (group, consumer) seen by consume
-        self._epochs: dict[tuple[str, str], int] = defaultdict(int)  # see ownership_epoch
+        self._started: set[Consumer] = set()  # seen by consume
         # (group, consumer) -> deliveries read past `max_events`, returned by the next call
-        self._surplus: dict[tuple[str, str], list[Delivery]] = {}
-        self._held: dict[tuple[str, str], frozenset[int]] = {}  # as of the last rebalance
-        self._backlogged: set[tuple[str, str]] = set()  # see `backlogged`
+        self._surplus: dict[Consumer, list[Delivery]] = {}
+        self._backlogged: set[Consumer] = set()  # see `backlogged`
         meta = f"{namespace}:events:partitions"
         client.set(meta, partitions, nx=True)
         stored = int(cast(bytes, client.get(meta)))
@@ -170,25 +163,16 @@ class RedisStreamsBus:
             raise
 
     def ack(self, group: str, message_ids: Sequence[str]) -> None:
-        whole: dict[int, list[str]] = defaultdict(list)  # entries of one event (no `n`)
-        # partition -> entry id -> [n, indices]
-        parts: dict[int, dict[str, list[Any]]] = defaultdict(dict)
-        for message_id in message_ids:
-            fields = message_id.split(":")
-            if len(fields) == 2:
-                whole[int(fields[0])].append(fields[1])
-            else:
-                p, entry_id, index, n = fields
-                parts[int(p)].setdefault(entry_id, [n]).append(index)
+        whole, parts = by_entry(message_ids)
         if not whole and not parts:
             return
         for attempt in range(2):  # again after a restarted server lost the script
             pipe = self.client.pipeline(transaction=False)
             for partition, entry_ids in whole.items():
                 pipe.xack(self.streams[partition], group, *entry_ids)
-            for partition, by_entry in parts.items():
+            for partition, entries in parts.items():
                 args: list[Any] = [group]
-                for entry_id, (n, *indices) in by_entry.items():
+                for entry_id, (n, *indices) in entries.items():
                     args += (entry_id, n, len(indices), *indices)
                 pipe.execute_command("EVALSHA", self._ack_sha, 3, self.streams[partition],
                                      self._counts_key(partition),
@@ -205,9 +189,8 @@ class RedisStreamsBus:
         """Take over deliveries idle for `min_idle_s` on the partitions this consumer holds."""
         deliveries: list[Delivery] = []
         owned = self._rebalance(group, consumer)
-        if min_idle_s <= 0:
-            with self._lock:  # everything pending is claimed below
-                self._taking_over.pop((group, consumer), None)
+        if min_idle_s <= 0:  # everything pending is claimed below
+            self.leases.due(group, consumer, owned)
         for partition in owned:
             deliveries += self._autoclaim(group, consumer, partition, min_idle_s)
         with self._lock:  # read already and held for the next consume: not twice
@@ -348,20 +331,12 @@ class RedisStreamsBus:
     def _rebalance(self, group: str, consumer: str) -> list[int]:
         """The partitions `consumer` holds now; newly acquired ones are marked for take-over."""
         self._ensure_group(group)
-        lease = f"{self.namespace}:lease:{{{group}}}"
-        keys = [f"{lease}:members"] + [f"{lease}:{p}" for p in range(self.partitions)]
-        owned, acquired = cast(
-            list[list[int]], self._lease(keys=keys, args=[consumer, self.lease_ms])
-        )
-        self._take_over_later(group, consumer, [p - 1 for p in acquired])
-        held = sorted(p - 1 for p in owned)
-        with self._lock:
-            self._held[(group, consumer)] = frozenset(held)
+        held, acquired = self.leases.renew(group, consumer)
+        self._take_over_later(group, consumer, acquired)
         return held
 
     def held_partitions(self, group: str, consumer: str) -> frozenset[int]:
-        with self._lock:
-            return self._held.get((group, consumer), frozenset())
+        return self.leases.held(group, consumer)
 
     def lost_lease(self, group: str, consumer: str) -> None:
         self._take_over_later(group, consumer, range(self.partitions))
@@ -369,20 +344,16 @@ class RedisStreamsBus:
     def fence(self, group: str, consumer: str) -> Fence:
         """The fence for stores written by `consumer` of `group`: a user may be written only
         while `consumer` holds the lease of the user's partition."""
-        lease = f"{self.namespace}:lease:{{{group}}}"
-        return Fence(consumer, lambda user_id: f"{lease}:{self.partition_of(user_id)}")
+        return self.leases.fence(group, consumer, self.partition_of)
 
     def ownership_epoch(self, group: str, consumer: str) -> int:
-        with self._lock:
-            return self._epochs[(group, consumer)]
+        return self.leases.epoch(group, consumer)
 
     def _take_over_later(self, group: str, consumer: str, partitions: Sequence[int]) -> None:
         """Claim what is pending on `partitions` at the consumer's next call."""
         if partitions:
-            with self._lock:
-                self._taking_over.setdefault((group, consumer), set()).update(partitions)
-                self._epochs[(group, consumer)] += 1
-                # Held deliveries of these partitions are pending: taken over with the rest.
+            self.leases.take_over_later(group, consumer, partitions)
+            with self._lock:  # held deliveries of these partitions are pending: taken over
                 held = set(partitions)
                 self._surplus[(group, consumer)] = [
                     d for d in self._surplus.get((group, consumer), [])
@@ -393,8 +364,7 @@ class RedisStreamsBus:
         """What the previous owners of newly acquired partitions left unacknowledged
         (at most the batch each was applying when it died), or what a read whose reply
         was lost left pending, oldest first; only on partitions `consumer` still holds."""
-        with self._lock:
-            partitions = self._taking_over.pop((group, consumer), set()) & set(owned)
+        partitions = self.leases.due(group, consumer, owned)
         return [d for p in sorted(partitions) for d in self._autoclaim(group, consumer, p, 0.0)]
 
     def _autoclaim(
@@ -421,32 +391,8 @@ class RedisStreamsBus:
         """The events of `entries`, each its own delivery. `claimed`: entries delivered
         before, whose events acknowledged since are left out. Poison goes to the dead
         letters, acknowledged."""
-        deliveries: list[Delivery] = []
-        poison: list[tuple[bytes, str, bytes, list[str]]] = []  # entry, reason, payload, acks
         done = self._acked_in(group, partition, entries) if claimed else {}
-        prefix = f"{partition}:"
-        for entry_id, fields in entries:
-            entry = entry_id.decode()
-            try:
-                payload, n = _fields(fields)
-            except (ValueError, KeyError) as error:
-                poison.append((entry_id, f"{type(error).__name__}: {error}", b"", [prefix + entry]))
-                continue
-            if n is None:  # one event object (an older version's entry)
-                try:
-                    deliveries.append(Delivery(prefix + entry, decode(payload)))
-                except (ValueError, TypeError) as error:
-                    reason = f"{type(error).__name__}: {error}"
-                    poison.append((entry_id, reason, payload, [prefix + entry]))
-                continue
-            decoded, acked = decode_entry(payload, n), done.get(entry, set())
-            for index, event in decoded.events:
-                if index not in acked:
-                    deliveries.append(Delivery(f"{prefix}{entry}:{index}:{n}", event))
-            for indices, reason in decoded.poison:
-                fresh = [f"{prefix}{entry}:{k}:{n}" for k in indices if k not in acked]
-                if fresh:
-                    poison.append((entry_id, f"{reason} (events {indices} of {n})", payload, fresh))
+        deliveries, poison = read_entries(partition, entries, done)
         if poison:
             stream = self.streams[partition]
             pipe = self.client.pipeline(transaction=False)
@@ -476,19 +422,6 @@ def _partition_of(delivery: Delivery) -> int:
 
 def _raw(response: Any, **_: Any) -> Any:
     return response
-
-
-def _fields(fields: dict[bytes, bytes] | list[bytes] | None) -> tuple[bytes, int | None]:
-    """An entry's payload `e` and event count `n` (None: an entry of one event object),
-    from a dict or Redis's flat name, value list."""
-    if not fields:
-        raise KeyError("the entry has no field 'e'")
-    if isinstance(fields, list):
-        fields = dict(zip(fields[::2], fields[1::2], strict=True))
-    if b"e" not in fields:
-        raise KeyError("the entry has no field 'e'")
-    n = fields.get(b"n")
-    return fields[b"e"], None if n is None else int(n)
 
 
 def _connect(url: str) -> redis.Redis | redis.RedisCluster:

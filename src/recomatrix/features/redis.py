@@ -34,18 +34,12 @@ from typing import Any, cast
 
 import msgpack  # type: ignore[import-untyped]  # ships no type information
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from recomatrix.backends import split_url_options
 from recomatrix.features.base import Fence, ItemCount, LeaseLost, distinct_counts
-from recomatrix.features.codec import (
-    ITEM_COUNT_LUA,
-    decode_item,
-    decode_user_fields,
-    encode_user_fields,
-)
-from recomatrix.features.resp import PackedConnection
+from recomatrix.features.codec import decode_item, decode_user_fields, encode_user_fields
+from recomatrix.features.redis_lua import ITEM_COUNT_LUA, PUT_USERS_LUA
+from recomatrix.features.resp import connect
 from recomatrix.features.state import ENGAGED, ItemState, UserState
 from recomatrix.features.windows import FIELD_INDEX, FIELDS, WINDOWS
 from recomatrix.types import ItemId, UserId
@@ -57,48 +51,6 @@ _DAY_S = 86400.0
 MARKER_SHARDS = 8  # sets per bucket: spreads the markers over a cluster's nodes
 MARKER_BUCKETS = 2  # buckets per claim TTL: seen_events reads this many sets + 1 per shard
 ITEMS_PER_SCRIPT = 32  # items per counting script: Redis serves other clients in between
-
-# Puts user state fields and records their batch's applied events, in one atomic script.
-# KEYS: user keys, then marker sets, then f lease keys (the fence). ARGV: user TTL (ms),
-# number of users n, marker sets' expiry (unix ms), f, the fence's holder, then per user:
-# the number of values m, 1 if they are all its fields (else 0), m values (field, value
-# pairs); then per marker set: the number of ids, the ids.
-# A lease not held by the holder fails the script before it writes anything (FENCED).
-# Some fields of a user whose hash is gone (evicted, deleted) would leave a hash of just
-# those: then it writes nothing and answers those users' positions (1-based), for the
-# caller to send them whole; otherwise it answers n.
-PUT_USERS_LUA = """
-local n, f, first = tonumber(ARGV[2]), tonumber(ARGV[4]), 6
-for k = #KEYS - f + 1, #KEYS do
-  if redis.call('GET', KEYS[k]) ~= ARGV[5] then
-    return redis.error_reply('FENCED ' .. KEYS[k] .. ' is not held by ' .. ARGV[5])
-  end
-end
-local missing, a = {}, first
-for i = 1, n do
-  if ARGV[a + 1] == '0' and redis.call('EXISTS', KEYS[i]) == 0 then
-    missing[#missing + 1] = i
-  end
-  a = a + tonumber(ARGV[a]) + 2
-end
-if #missing > 0 then return missing end
-a = first
-for i = 1, n do
-  local count = tonumber(ARGV[a])
-  redis.call('HSET', KEYS[i], unpack(ARGV, a + 2, a + count + 1))
-  redis.call('PEXPIRE', KEYS[i], ARGV[1])
-  a = a + count + 2
-end
-for k = n + 1, #KEYS - f do
-  local count = tonumber(ARGV[a])
-  for s = a + 1, a + count, 2000 do
-    redis.call('SADD', KEYS[k], unpack(ARGV, s, math.min(a + count, s + 1999)))
-  end
-  redis.call('PEXPIREAT', KEYS[k], ARGV[3])
-  a = a + count + 1
-end
-return n
-"""
 
 
 class RedisOnlineStore:
@@ -451,24 +403,6 @@ _URL_OPTIONS: dict[str, Any] = {
     "max_trending": int,
     "decoded_items": int,
 }
-
-
-def connect(url: str, *, socket_timeout_s: float = 2.0) -> redis.Redis | redis.RedisCluster:
-    """A client for `redis://...` (one server) or `redis+cluster://...` (any cluster node).
-
-    It fails fast when Redis is unreachable, so the request path degrades instead of
-    hanging: a 1 s connect timeout, and one immediate retry on a new connection (a restarted
-    server leaves the pool's sockets dead) instead of redis-py's retries with backoff, which
-    hold a call for seconds. A cluster keeps redis-py's retries: they ride out a failover.
-    """
-    options: dict[str, Any] = {"socket_connect_timeout": 1.0, "socket_timeout": socket_timeout_s}
-    if url.startswith(("redis://", "redis+cluster://")):  # plain TCP (not rediss://, unix://)
-        options["connection_class"] = PackedConnection
-    if url.startswith("redis+cluster://"):
-        base = "redis://" + url.removeprefix("redis+cluster://")
-        return redis.RedisCluster.from_url(base, **options)
-    retry = Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,))
-    return redis.Redis.from_url(url, retry=retry, **options)
 
 
 def _summed(counts: Sequence[ItemCount], prefix: str) -> list[Any]:

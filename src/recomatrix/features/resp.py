@@ -1,4 +1,4 @@
-"""redis-py connections whose commands hiredis packs in one C call.
+"""redis-py clients for the server tier (`connect`), whose commands hiredis packs in one C call.
 
 redis-py's hiredis packer still runs Python over every argument (a memoryview check and its
 `Encoder.encode`) before handing them to `hiredis.pack_command`: ~5 ms for one SADD of
@@ -13,6 +13,8 @@ from typing import Any
 
 import hiredis
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 
 class PackedConnection(redis.Connection):
@@ -42,3 +44,21 @@ class HiredisPacker:
             return [hiredis.pack_command(args)]
         except TypeError:
             return list(self._fallback.pack(*args))
+
+
+def connect(url: str, *, socket_timeout_s: float = 2.0) -> redis.Redis | redis.RedisCluster:
+    """A client for `redis://...` (one server) or `redis+cluster://...` (any cluster node).
+
+    It fails fast when Redis is unreachable, so the request path degrades instead of
+    hanging: a 1 s connect timeout, and one immediate retry on a new connection (a restarted
+    server leaves the pool's sockets dead) instead of redis-py's retries with backoff, which
+    hold a call for seconds. A cluster keeps redis-py's retries: they ride out a failover.
+    """
+    options: dict[str, Any] = {"socket_connect_timeout": 1.0, "socket_timeout": socket_timeout_s}
+    if url.startswith(("redis://", "redis+cluster://")):  # plain TCP (not rediss://, unix://)
+        options["connection_class"] = PackedConnection
+    if url.startswith("redis+cluster://"):
+        base = "redis://" + url.removeprefix("redis+cluster://")
+        return redis.RedisCluster.from_url(base, **options)
+    retry = Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,))
+    return redis.Redis.from_url(url, retry=retry, **options)

@@ -25,7 +25,7 @@ import orjson
 import redis
 
 from recomatrix.degrade import FailureLog
-from recomatrix.features.redis import connect
+from recomatrix.features.resp import connect
 from recomatrix.tier.snapshot import item_from_row
 from recomatrix.types import Item, ItemId
 
