@@ -8,6 +8,7 @@ the API processes publish on the item feed after it.
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import Callable
@@ -137,12 +138,30 @@ class StopFlag:
         return self.raised
 
 
+# Young objects between two of Python's collections in a worker (its default is 700).
+GC_YOUNG_OBJECTS = 50_000
+
+
+def calm_garbage_collector() -> None:
+    """Python's cyclic garbage collector, tuned for a worker (measured at 40,000 events/s,
+    two workers: docs/benchmarks.md). A batch keeps thousands of events alive while it is
+    applied, so with the defaults they were scanned again and again, promoted, and made a
+    full collection run every few seconds: ~3.3 s of collecting per ~80 s in each worker,
+    full ones of 50-120 ms, none finding any garbage (events and states hold no cycles;
+    reference counting frees them). Now the objects of start-up (modules, the snapshot)
+    are frozen out of every scan, and a collection runs every `GC_YOUNG_OBJECTS` new
+    objects, a full one every 100 x 20 of those: ~10x less time collecting."""
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_OBJECTS, 20, 100)
+
+
 def run_worker(settings: Settings, *, redis_url: str, name: str, stop: StopFlag) -> int:
     """Consume until `stop` is raised; the exit code (0: the last batch was acknowledged)."""
     snapshot = wait_for_snapshot(settings, stopping=stop.is_set)
     if snapshot is None:
         return 0
     worker = Worker(settings, redis_url=redis_url, snapshot=snapshot, name=name)
+    calm_garbage_collector()
     worker.start()
     log.info("worker %s applying events with the item vectors of %s", name,
              snapshot.manifest.version)  # fmt: skip
