@@ -186,5 +186,5 @@ _ENCODER = msgspec.json.Encoder(enc_hook=_plain)
 _EVENT_DECODER = msgspec.json.Decoder(Event)
 _BATCH_DECODER = msgspec.json.Decoder(list[Event])
 _RAW_DECODER = msgspec.json.Decoder(list[msgspec.Raw])
-_set_field = object.__setattr__  # Event is frozen; the decoded one is ours alone yet
+_set_field = msgspec.structs.force_setattr  # Event is frozen; a decoded one is ours alone yet
 _intern = sys.intern
