@@ -62,7 +62,8 @@ def nonzero(counts: dict[str, float]) -> dict[str, float]:
 
 def worker(url: str, name: str) -> StreamProcessor:
     """One stream worker with its own connections, as a separate process would have, and
-    as `recomatrix worker` has, a relay handing item counts to their partition's holder."""
+    a relay handing item counts to their partition's holder (`recomatrix worker` with
+    `stream.relay_item_counts`; the tier process tests run the default, without)."""
     bus = RedisStreamsBus.from_url(url + "?lease_s=5")
     return StreamProcessor(
         bus=bus,

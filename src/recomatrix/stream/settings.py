@@ -32,6 +32,12 @@ class StreamSettings:
     # last read: each user is then written once per interval for all its events (a user's
     # write costs about as much as applying 40 events); 0 = read again at once.
     pace_events_per_user: float = 2.0
+    # Items partitioned like users, each counted by its partition's holder, the other
+    # workers forwarding its counts (`events.relay`): each item is then rewritten once per
+    # interval, not once per worker. Off by default: with 2 workers on 2 cores it cost the
+    # workers about what it saved Redis, and an item showed a click one interval later
+    # (docs/benchmarks.md, stop 21); worth it with more workers.
+    relay_item_counts: bool = False
     # Deliveries pending this long on a partition this consumer holds are taken over: a
     # consumer that read them after losing the partition (it stalled between renewing its
     # lease and reading) had its write refused and left them. Looked for every quarter of it.

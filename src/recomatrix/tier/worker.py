@@ -85,7 +85,8 @@ class Worker:
             settings=settings.stream,
             group=GROUP,
             consumer=name,
-            relay=RedisCountRelay(bus, GROUP),  # items are counted by their partition's holder
+            # Items counted by their partition's holder, or by whoever applied the event.
+            relay=RedisCountRelay(bus, GROUP) if settings.stream.relay_item_counts else None,
         )
         self._after = snapshot.manifest.feed_after
 
