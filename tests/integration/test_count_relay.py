@@ -3,6 +3,7 @@ each item rewritten by one worker, every count landing once, through crashes and
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 
@@ -19,8 +20,11 @@ from recomatrix.types import Event
 
 OPTIONS = "?partitions=4&lease_s=5"
 MANUAL = StreamSettings(
-    item_flush_s=60.0, item_flush_merge_below=0.0, pace_events_per_user=0.0
-)  # flush when told
+    item_flush_s=60.0,
+    item_flush_merge_below=0.0,
+    pace_events_per_user=0.0,
+    relay_item_counts=True,
+)  # flush when told; forward other partitions' counts
 
 
 class CountingStore(RedisOnlineStore):
@@ -131,6 +135,35 @@ def test_relay_entries_and_rows_no_store_can_count_are_dropped_and_the_rest_coun
     assert relayed(redis_url) == 0
     (state,) = b.store.get_items([item])
     assert state is not None and state.total_engaged == 1.0
+
+
+def test_a_worker_that_does_not_forward_still_counts_what_was_forwarded_to_it(
+    redis_url: str,
+) -> None:
+    """Workers may differ in `relay_item_counts` (a rolling change of it): one without it
+    forwards nothing, but still takes and counts what the others forwarded to the
+    partitions it holds, so no count waits in a relay for good."""
+    a = processor(redis_url, "a")
+    b = processor(redis_url, "b", dataclasses.replace(MANUAL, relay_item_counts=False))
+    share([a, b])
+    held = a.bus.held_partitions("stream", "a")  # type: ignore[attr-defined]
+    world = synthetic_events(1200, users=40, items=30, seed=5)
+    events = [e for e in world if a.bus.partition_of(e.user_id) in held]
+    a.bus.publish(events)
+    assert a.run_once(block_s=0.5) == len(events)
+    assert relayed(redis_url) > 0  # a forwarded b's items' counts
+    b.flush()
+    a.flush()
+    assert a.bus.lag("stream") == 0 and relayed(redis_url) == 0
+    assert b.store.counted  # type: ignore[attr-defined]
+    assert_counted_once(redis_url, events)
+    others = [e for e in world if a.bus.partition_of(e.user_id) not in held]
+    b.bus.publish(others)
+    assert b.run_once(block_s=0.5) == len(others)
+    assert relayed(redis_url) == 0  # b counts its batch's items itself
+    b.flush()
+    assert b.bus.lag("stream") == 0
+    assert_counted_once(redis_url, events + others)
 
 
 class FailingOnceRelay(RedisCountRelay):

@@ -62,8 +62,8 @@ def nonzero(counts: dict[str, float]) -> dict[str, float]:
 
 def worker(url: str, name: str) -> StreamProcessor:
     """One stream worker with its own connections, as a separate process would have, and
-    a relay handing item counts to their partition's holder (`recomatrix worker` with
-    `stream.relay_item_counts`; the tier process tests run the default, without)."""
+    as `recomatrix worker` has: a relay it takes forwarded counts from, not forwarding
+    itself (the default; tests/integration/test_count_relay.py forwards)."""
     bus = RedisStreamsBus.from_url(url + "?lease_s=5")
     return StreamProcessor(
         bus=bus,
@@ -569,6 +569,29 @@ def test_a_counting_call_failing_on_one_item_counts_the_others_once(redis_url: s
     store.add_item_counts(counts)
     for state in store.get_items(["i0", "i1", "i2"]):
         assert state is not None and state.windows.get("5m", now=T0) == {"click": 1.0}
+
+
+def test_an_item_counted_in_place_keeps_its_expiry_fresh_and_its_counts_right(
+    redis_url: str,
+) -> None:
+    """The usual update touches an item's header and newest rows in place (GETRANGE /
+    SETRANGE), not a SET of the blob: it must still push the item's expiry back, and add
+    what a recount adds."""
+    client = redis.Redis.from_url(redis_url)
+    store = RedisOnlineStore(client=client, namespace="inplace", item_ttl_s=3600.0)
+    key = "inplace:i:{a}"
+    store.add_item_counts([ItemCount("e0", "a", "click", T0)])  # a new blob
+    before = client.get(key)
+    client.pexpire(key, 5_000)
+    store.add_item_counts([ItemCount("e1", "a", "click", T0 + 1),
+                           ItemCount("e2", "a", "like", T0 + 2, 1.0)])  # fmt: skip
+    after = client.get(key)
+    assert before is not None and after is not None and len(after) == len(before)  # no row added
+    assert cast(int, client.pttl(key)) > 3_000_000
+    (state,) = store.get_items(["a"])
+    assert state is not None and state.total_engaged == 3.0 and state.last_ts == T0 + 2
+    for window in WINDOWS:
+        assert state.windows.get(window.name, now=T0 + 2) == {"click": 2.0, "like": 1.0}
 
 
 def test_a_reader_never_gets_an_item_decoded_before_it_changed(redis_url: str) -> None:

@@ -352,13 +352,16 @@ class RedisStreamsBus:
     def _take_over_later(self, group: str, consumer: str, partitions: Sequence[int]) -> None:
         """Claim what is pending on `partitions` at the consumer's next call."""
         if partitions:
-            self.leases.take_over_later(group, consumer, partitions)
-            with self._lock:  # held deliveries of these partitions are pending: taken over
+            # Held deliveries of these partitions are pending: taken over with the rest.
+            # Dropped before the partitions are marked, so no read between the two steps
+            # can return them both held and claimed.
+            with self._lock:
                 held = set(partitions)
                 self._surplus[(group, consumer)] = [
                     d for d in self._surplus.get((group, consumer), [])
                     if _partition_of(d) not in held
                 ]  # fmt: skip
+            self.leases.take_over_later(group, consumer, partitions)
 
     def _take_over(self, group: str, consumer: str, owned: Sequence[int]) -> list[Delivery]:
         """What the previous owners of newly acquired partitions left unacknowledged

@@ -87,6 +87,11 @@ class RedisOnlineStore:
         fence: Fence | None = None,
     ) -> None:
         self.client, self.namespace, self.fence = client, namespace, fence
+        for name, value in (("user_ttl_s", user_ttl_s), ("item_ttl_s", item_ttl_s),
+                            ("claim_ttl_s", claim_ttl_s)):  # fmt: skip
+            if not value >= 0.001:  # PEXPIRE 0 would delete what was just written
+                raise ValueError(f"online store option {name}={value}: must be at least "
+                                 "0.001 (seconds)")  # fmt: skip
         self.user_ttl_ms, self.item_ttl_ms = int(user_ttl_s * 1000), int(item_ttl_s * 1000)
         self.claim_ttl_s, self.max_trending = claim_ttl_s, max_trending
         self._cluster = isinstance(client, redis.RedisCluster)

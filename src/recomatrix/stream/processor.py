@@ -64,8 +64,9 @@ class StreamProcessor:
         # Deferred item counts and the deliveries they complete (see `flush`).
         self._defer_items = self._owner is not None and settings.item_flush_s > 0
         self._item_backlog: dict[str, Event] = {}  # by event id: a repeat is counted once
-        # With a relay, the items of the partitions this consumer holds are its own to
-        # count; the others' counts go to their holders (`relay`).
+        # With a relay, counts other consumers forwarded to the partitions this one holds
+        # are taken and counted at its flushes; with `relay_item_counts` too, it forwards
+        # the counts of items in partitions it does not hold to their holders.
         self._relay = relay if self._defer_items else None
         self._unacked: list[str] = []
         self._flushed = self._looked_for_stuck = time.monotonic()
@@ -226,7 +227,12 @@ class StreamProcessor:
     def _forward_others(self, events: Sequence[Event]) -> Sequence[Event]:
         """With a relay: forward the item counts of events whose item's partition another
         consumer holds, to it; returns the events whose items this consumer counts."""
-        if self._relay is None or self._owner is None or self._load.merges_little():
+        if (
+            self._relay is None
+            or self._owner is None
+            or not self.settings.relay_item_counts
+            or self._load.merges_little()
+        ):
             # Under a light load this batch's counts are added now, not at the holders' next
             # flush: a click shows on its item at once. Counting is idempotent and atomic
             # per item, so any worker may count any item.

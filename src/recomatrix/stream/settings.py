@@ -36,7 +36,8 @@ class StreamSettings:
     # workers forwarding its counts (`events.relay`): each item is then rewritten once per
     # interval, not once per worker. Off by default: with 2 workers on 2 cores it cost the
     # workers about what it saved Redis, and an item showed a click one interval later
-    # (docs/benchmarks.md, stop 21); worth it with more workers.
+    # (docs/benchmarks.md, stop 21); worth it with more workers. Either way a worker counts
+    # what others forwarded to the partitions it holds, so workers may differ in it.
     relay_item_counts: bool = False
     # Deliveries pending this long on a partition this consumer holds are taken over: a
     # consumer that read them after losing the partition (it stalled between renewing its

@@ -85,8 +85,9 @@ class Worker:
             settings=settings.stream,
             group=GROUP,
             consumer=name,
-            # Items counted by their partition's holder, or by whoever applied the event.
-            relay=RedisCountRelay(bus, GROUP) if settings.stream.relay_item_counts else None,
+            # Takes what other workers forwarded to the partitions it holds; forwards too
+            # with `stream.relay_item_counts` (items counted by their partition's holder).
+            relay=RedisCountRelay(bus, GROUP),
         )
         self._after = snapshot.manifest.feed_after
 
@@ -152,6 +153,7 @@ def calm_garbage_collector() -> None:
     reference counting frees them). Now the objects of start-up (modules, the snapshot)
     are frozen out of every scan, and a collection runs every `GC_YOUNG_OBJECTS` new
     objects, a full one every 100 x 20 of those: ~10x less time collecting."""
+    gc.collect()  # what start-up left as garbage, before it is frozen for good
     gc.freeze()
     gc.set_threshold(GC_YOUNG_OBJECTS, 20, 100)
 
