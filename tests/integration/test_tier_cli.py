@@ -34,11 +34,30 @@ def test_an_unreachable_redis_is_named_before_anything_is_built() -> None:
         assert "cannot reach Redis" in result.output
 
 
-def test_a_redis_url_with_options_is_refused(redis_url: str) -> None:
+def test_a_redis_url_option_no_part_reads_is_refused_naming_the_valid_ones(
+    redis_url: str,
+) -> None:
     result = runner.invoke(app, ["serve", "--backend", "redis", "--redis-url",
-                                 redis_url + "?partitions=2"])  # fmt: skip
+                                 redis_url + "?partition=2"])  # fmt: skip
     assert result.exit_code == 2
-    assert "without options" in result.output
+    assert "unknown option(s) partition" in result.output
+    assert "claim_ttl_s" in result.output and "partitions" in result.output
+
+
+def test_the_store_and_the_bus_each_open_with_their_options_from_one_url(
+    redis_url: str,
+) -> None:
+    from recomatrix.events.redis import RedisStreamsBus
+    from recomatrix.features.redis import RedisOnlineStore
+    from recomatrix.tier.urls import part_url
+
+    url = redis_url + "?claim_ttl_s=600&partitions=4&namespace=urltest"
+    store = RedisOnlineStore.from_url(part_url(url, "store"))
+    bus = RedisStreamsBus.from_url(part_url(url, "bus"))
+    assert store.claim_ttl_s == 600.0 and store.namespace == "urltest"
+    assert bus.partitions == 4 and bus.namespace == "urltest"
+    store.close()
+    bus.close()
 
 
 def test_demo_points_to_serve_for_the_redis_tier() -> None:

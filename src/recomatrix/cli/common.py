@@ -102,16 +102,22 @@ def check_backend(backend: str, redis_url: str | None = None, *, tier: bool = Fa
 
 
 def check_redis(redis_url: str) -> None:
-    """A reachable Redis at a URL without options (the bus and the store share it)."""
-    if not redis_url.startswith(("redis://", "rediss://", "redis+cluster://")) or "?" in redis_url:
+    """A reachable Redis at a URL whose options (`?claim_ttl_s=600&...`) a part of the tier
+    reads (`tier.urls`: the store, the bus and the item feed share the URL)."""
+    if not redis_url.startswith(("redis://", "rediss://", "redis+cluster://")):
         raise typer.BadParameter(
-            f"{redis_url!r} is not a Redis URL without options: use redis://HOST:PORT/DB "
-            "or redis+cluster://HOST:PORT",
+            f"{redis_url!r} is not a Redis URL: use redis://HOST:PORT/DB or "
+            "redis+cluster://HOST:PORT",
             param_hint="--redis-url",
         )
     from recomatrix.features.resp import connect
+    from recomatrix.tier.urls import part_url
 
-    client = connect(redis_url)
+    try:
+        bare = part_url(redis_url, "feed")  # no options; checks them all
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--redis-url") from err
+    client = connect(bare)
     try:
         client.ping()
     except Exception as err:  # any failure to answer: name the URL and the fix

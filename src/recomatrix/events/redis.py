@@ -101,7 +101,7 @@ class RedisStreamsBus:
     def from_url(cls, url: str) -> RedisStreamsBus:
         """`redis://host:port/db?partitions=8&lease_s=15&...` (any constructor option);
         `redis+cluster://host:port?...` for a Redis Cluster (any node)."""
-        base, options = split_url_options("event bus", url, _URL_OPTIONS)
+        base, options = split_url_options("event bus", url, URL_OPTIONS)
         return cls(client=_connect(base), **options)
 
     def partition_of(self, user_id: str) -> int:
@@ -436,7 +436,7 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-_URL_OPTIONS: dict[str, Any] = {
+URL_OPTIONS: dict[str, Any] = {
     "namespace": str,
     "partitions": int,
     "max_backlog": int,

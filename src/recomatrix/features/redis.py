@@ -109,7 +109,7 @@ class RedisOnlineStore:
     def from_url(cls, url: str, *, fence: Fence | None = None) -> RedisOnlineStore:
         """`redis://host:port/db?namespace=rx&user_ttl_s=604800&...` (any constructor option);
         `redis+cluster://host:port` for a Redis Cluster (any node)."""
-        base, options = split_url_options("online store", url, _URL_OPTIONS)
+        base, options = split_url_options("online store", url, URL_OPTIONS)
         return cls(client=connect(base), fence=fence, **options)
 
     def seen_events(self, event_ids: Sequence[str]) -> list[bool]:
@@ -400,7 +400,7 @@ class _UserWrite:
         self.fields, self.whole = encode_user_fields(self.state), True
 
 
-_URL_OPTIONS: dict[str, Any] = {
+URL_OPTIONS: dict[str, Any] = {
     "namespace": str,
     "user_ttl_s": float,
     "item_ttl_s": float,

@@ -31,6 +31,7 @@ from recomatrix.retrieval import TieredIndex
 from recomatrix.tier.broadcast import ItemChange, ItemFeed
 from recomatrix.tier.mapped import NEVER_COMPACT
 from recomatrix.tier.snapshot import Snapshot, fresh_pool, latest_snapshot, open_snapshot
+from recomatrix.tier.urls import part_url
 from recomatrix.types import Item, ItemId
 
 log = logging.getLogger(__name__)
@@ -84,14 +85,14 @@ def build_api_engine(
         catalogue=catalogue,
         index=TieredIndex(main=snapshot.main_index(settings.retrieval), compact_at=NEVER_COMPACT),
         fresh=fresh_pool(catalogue, settings.retrieval.fresh_pool),
-        store=RedisOnlineStore.from_url(redis_url),
-        bus=RedisStreamsBus.from_url(redis_url),
+        store=RedisOnlineStore.from_url(part_url(redis_url, "store")),
+        bus=RedisStreamsBus.from_url(part_url(redis_url, "bus")),
         models=models,
         popular=manifest.popular,
         offline=ParquetLog(root=home / "offline"),
         process_events=False,
     )
-    feed = ItemFeed.from_url(redis_url, dim=manifest.dim)
+    feed = ItemFeed.from_url(part_url(redis_url, "feed"), dim=manifest.dim)
     engine.on_items_put.append(feed.publish_puts)
     engine.on_item_deleted.append(feed.publish_delete)
     feed.follow(manifest.feed_after, lambda changes: apply_changes(engine, changes))

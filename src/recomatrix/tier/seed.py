@@ -18,6 +18,7 @@ from recomatrix.features.redis import RedisOnlineStore
 from recomatrix.stream.updates import item_counts  # the one definition of an event's counts
 from recomatrix.tier.broadcast import ItemFeed
 from recomatrix.tier.snapshot import Snapshot, save_snapshot
+from recomatrix.tier.urls import part_url
 from recomatrix.types import Event, ItemId, UserId
 
 log = logging.getLogger(__name__)
@@ -56,8 +57,8 @@ def deploy(engine: Engine, *, users: Sequence[UserId], events: Sequence[Event],
     # Imported here: the registry loads torch, which only a bootstrapping process has loaded.
     from recomatrix.training.registry import embedder_inputs
 
-    store = RedisOnlineStore.from_url(redis_url)
-    feed = ItemFeed.from_url(redis_url, dim=engine.catalogue.ndim)
+    store = RedisOnlineStore.from_url(part_url(redis_url, "store"))
+    feed = ItemFeed.from_url(part_url(redis_url, "feed"), dim=engine.catalogue.ndim)
     try:
         items = [item.item_id for item in engine.catalogue.items()]
         seed_redis(source=engine.store, target=store, users=users, items=items, events=events)
@@ -77,7 +78,7 @@ def deploy(engine: Engine, *, users: Sequence[UserId], events: Sequence[Event],
 
 def deployed_version(redis_url: str) -> str | None:
     """The model version whose state Redis was last seeded with (None: never seeded)."""
-    store = RedisOnlineStore.from_url(redis_url)
+    store = RedisOnlineStore.from_url(part_url(redis_url, "store"))
     try:
         version = cast(bytes | None, store.client.get(_deployed_key(store)))
         return None if version is None else version.decode()

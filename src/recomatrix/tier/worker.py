@@ -23,6 +23,7 @@ from recomatrix.features.redis import RedisOnlineStore
 from recomatrix.stream.processor import StreamProcessor
 from recomatrix.tier.broadcast import ItemChange, ItemFeed
 from recomatrix.tier.snapshot import Snapshot, latest_snapshot
+from recomatrix.tier.urls import part_url
 from recomatrix.types import ItemId
 
 log = logging.getLogger(__name__)
@@ -73,13 +74,15 @@ class Worker:
         self, settings: Settings, *, redis_url: str, snapshot: Snapshot, name: str
     ) -> None:
         self.vectors = ItemVectors(snapshot)
-        self.feed = ItemFeed.from_url(redis_url, dim=snapshot.manifest.dim)
+        self.feed = ItemFeed.from_url(part_url(redis_url, "feed"), dim=snapshot.manifest.dim)
         self.offline = ParquetLog(root=settings.data.home / "offline")
-        bus = RedisStreamsBus.from_url(redis_url)
+        bus = RedisStreamsBus.from_url(part_url(redis_url, "bus"))
         self.processor = StreamProcessor(
             bus=bus,
             # Fenced: a worker that paused past its lease cannot overwrite the new owner's users.
-            store=RedisOnlineStore.from_url(redis_url, fence=bus.fence(GROUP, name)),
+            store=RedisOnlineStore.from_url(
+                part_url(redis_url, "store"), fence=bus.fence(GROUP, name)
+            ),
             item_vector=self.vectors.get,
             offline_sink=self.offline.append_events,
             settings=settings.stream,

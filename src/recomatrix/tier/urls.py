@@ -1,0 +1,41 @@
+"""The server tier's one Redis URL: each part gets the query options it reads.
+
+`--redis-url redis://host:6379/0?claim_ttl_s=600&partitions=16` reaches the online store
+(options `features.redis.URL_OPTIONS`), the event bus (`events.redis.URL_OPTIONS`) and the
+item feed (none); an option both read (`namespace`) goes to both. An option no part reads
+is an error that names the valid ones.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from recomatrix.events.redis import URL_OPTIONS as BUS_OPTIONS
+from recomatrix.features.redis import URL_OPTIONS as STORE_OPTIONS
+
+Part = Literal["store", "bus", "feed"]
+_READS: dict[Part, frozenset[str]] = {
+    "store": frozenset(STORE_OPTIONS),
+    "bus": frozenset(BUS_OPTIONS),
+    "feed": frozenset(),
+}
+
+
+def part_url(url: str, part: Part) -> str:
+    """`url` with only the options `part` reads.
+
+    >>> part_url("redis://h:1/0?claim_ttl_s=600&partitions=16", "bus")
+    'redis://h:1/0?partitions=16'
+    >>> part_url("redis://h:1/0?claim_ttl_s=600", "feed")
+    'redis://h:1/0'
+    """
+    parts = urlsplit(url)
+    options = parse_qsl(parts.query)
+    known = _READS["store"] | _READS["bus"]
+    unknown = sorted({name for name, _ in options} - known)
+    if unknown:
+        raise ValueError(f"unknown option(s) {', '.join(unknown)} in the Redis URL {url!r}; "
+                         f"use: {', '.join(sorted(known))}")  # fmt: skip
+    mine = [(name, value) for name, value in options if name in _READS[part]]
+    return urlunsplit(parts._replace(query=urlencode(mine)))
