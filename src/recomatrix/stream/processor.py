@@ -233,9 +233,10 @@ class StreamProcessor:
             or not self.settings.relay_item_counts
             or self._load.merges_little()
         ):
-            # Under a light load this batch's counts are added now, not at the holders' next
-            # flush: a click shows on its item at once. Counting is idempotent and atomic
-            # per item, so any worker may count any item.
+            # Not forwarding (the default), or under a light load: this batch's counts are
+            # added by this consumer, not at the holders' next flush, so a click shows on
+            # its item sooner. Counting is idempotent and atomic per item, so any worker
+            # may count any item.
             return events
         held = self._owner.held_partitions(self.group, self.consumer)
         partition_of = self._relay.partition_of
