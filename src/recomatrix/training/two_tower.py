@@ -21,90 +21,22 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from recomatrix.training.towers import TwoTowerConfig, TwoTowerNet, genre_rows
+
+__all__ = [
+    "HistoryExamples",
+    "TwoTowerConfig",
+    "TwoTowerModel",
+    "TwoTowerNet",
+    "build_history_examples",
+    "load_two_tower",
+    "train_two_tower",
+]
+
 log = logging.getLogger(__name__)
 
 # Called as progress(steps_done, steps_total) while training.
 ProgressFn = Callable[[int, int], None]
-
-
-@dataclass(frozen=True)
-class TwoTowerConfig:
-    """Shapes and hyper-parameters; saved next to the weights."""
-
-    n_items: int
-    content_dim: int  # width of the content encoder's vectors
-    n_genres: int  # genre ids are 0..n_genres-1; -1 means "no genre"
-    dim: int = 64  # the retrieval space shared with the ANN index and session vectors
-    hidden: int = 128  # width of the content MLP
-    genre_dim: int = 16
-    max_history: int = 50  # most recent positives pooled into a user vector
-    temperature: float = 0.05  # softmax temperature over cosine similarities
-    id_dropout: float = 0.4  # share of item rows trained content-only: new items land in-space
-    genre_dropout: float = 0.3  # share trained without genre: the text must carry taste too
-
-
-class ItemTower(nn.Module):
-    """normalise(ID embedding + MLP([content, genre embedding]))."""
-
-    def __init__(self, config: TwoTowerConfig) -> None:
-        super().__init__()
-        # Sparse gradients: a batch touches a few thousand of the items, Adam need not visit all.
-        self.ids = nn.Embedding(config.n_items, config.dim, sparse=True)
-        # Zero start: an item the training never saw is exactly its content-only vector.
-        nn.init.zeros_(self.ids.weight)
-        self.genres = nn.Embedding(config.n_genres + 1, config.genre_dim)  # last row: no genre
-        self.content = nn.Sequential(
-            nn.Linear(config.content_dim + config.genre_dim, config.hidden),
-            nn.ReLU(),
-            nn.Linear(config.hidden, config.dim),
-        )
-
-    def from_content(self, content: Tensor, genre: Tensor) -> Tensor:
-        """Unnormalised content path; `genre` already maps "no genre" to the last row."""
-        return self.content(torch.cat([content, self.genres(genre)], dim=1))  # type: ignore[no-any-return]
-
-    def forward(self, items: Tensor, content: Tensor, genre: Tensor, keep_id: Tensor) -> Tensor:
-        id_part = self.ids(items) * keep_id.unsqueeze(1)
-        return F.normalize(id_part + self.from_content(content, genre), dim=1)
-
-
-class UserTower(nn.Module):
-    """normalise(pooled + MLP(pooled)): the residual starts the user at the mean of the history."""
-
-    def __init__(self, config: TwoTowerConfig) -> None:
-        super().__init__()
-        self.mlp = nn.Sequential(
-            nn.Linear(config.dim, config.dim), nn.ReLU(), nn.Linear(config.dim, config.dim)
-        )
-
-    def forward(self, pooled: Tensor) -> Tensor:
-        return F.normalize(pooled + self.mlp(pooled), dim=1)
-
-
-class TwoTowerNet(nn.Module):
-    """Both towers plus the item content they read (buffers, so the state_dict is complete)."""
-
-    item_content: Tensor
-    item_genre: Tensor
-
-    def __init__(self, config: TwoTowerConfig, content: Tensor, genre: Tensor) -> None:
-        super().__init__()
-        self.item_tower = ItemTower(config)
-        self.user_tower = UserTower(config)
-        self.no_genre = config.n_genres
-        self.register_buffer("item_content", content)
-        self.register_buffer("item_genre", genre)
-
-    def items(self, items: Tensor, keep_id: Tensor, hide_genre: Tensor | None = None) -> Tensor:
-        genre = self.item_genre[items]
-        if hide_genre is not None:
-            genre = genre.masked_fill(hide_genre, self.no_genre)
-        return self.item_tower(items, self.item_content[items], genre, keep_id)  # type: ignore[no-any-return]
-
-
-def _genre_rows(genre: np.ndarray, n_genres: int) -> Tensor:
-    genre = np.asarray(genre, dtype=np.int64)
-    return torch.from_numpy(np.where(genre < 0, n_genres, genre))
 
 
 @dataclass(frozen=True)
@@ -174,7 +106,7 @@ class TwoTowerModel:
         content_t = torch.from_numpy(np.asarray(content, dtype=np.float32)).reshape(
             -1, self.config.content_dim
         )
-        genre_t = _genre_rows(np.atleast_1d(genre), self.config.n_genres)
+        genre_t = genre_rows(np.atleast_1d(genre), self.config.n_genres)
         raw = self.net.item_tower.from_content(content_t, genre_t)
         return F.normalize(raw, dim=1).numpy()
 
@@ -364,7 +296,7 @@ def train_two_tower(
     if len(train_rows) == 0:
         raise ValueError("no positives before the validation cut-off: lower validation_fraction")
     rows = rng.choice(held_out, size=min(len(held_out), max_validation), replace=False)
-    fit = _Fit(config, content, _genre_rows(item_genre, n_genres), examples, batch_size, lr, seed)
+    fit = _Fit(config, content, genre_rows(item_genre, n_genres), examples, batch_size, lr, seed)
     early = patience is not None and len(rows) > 0
     with _torch_threads(num_threads):
         net, scores = fit.run(train_rows, epochs, rows if early else None, patience, progress)
