@@ -84,12 +84,10 @@ end
 -- whole ~3 KB blob cost more: Redis's Lua hashes every byte of every string it makes (the
 -- blob's pieces, the blob written), about 4 cycles a byte. The blob is still read whole:
 -- one GET cost less than a GETRANGE per row (bench/item_count_script.py: 34-38 us of Redis
--- an item, against 42-45 with GETRANGEs and 46-51 rewriting it). False when the counts
--- need the general merge below (nothing written).
-local function add_in_place(key, blob, engaged, newest, adds)
-  if #blob < HEADER_SIZE then return false end
-  local h = {struct.unpack(HEADER, blob)}
-  h[#h] = nil
+-- an item, against 42-45 with GETRANGEs and 46-51 rewriting it). `h`: the header, its
+-- total and newest time already updated. False when the counts need the general merge
+-- below (nothing written, `h` unchanged).
+local function add_in_place(key, blob, h, adds)
   local rows, at = {}, HEADER_SIZE
   for w = 1, NW do
     local n, only = h[2 + NF * NW + w], next(adds[w])
@@ -99,8 +97,6 @@ local function add_in_place(key, blob, engaged, newest, adds)
     if row[1] ~= only then return false end
     rows[w] = {at - ROW_SIZE, row}
   end
-  h[1] = h[1] + engaged
-  h[2] = math.max(h[2], newest)
   for w = 1, NW do
     local offset, row = rows[w][1], rows[w][2]
     add_to_row(row, adds[w][row[1]], h, w)
@@ -112,9 +108,7 @@ local function add_in_place(key, blob, engaged, newest, adds)
 end
 
 local function add_counts(key, engaged, newest, values)
-  local adds = by_bucket(values)
   local blob = redis.call('GET', key) or ''
-  if add_in_place(key, blob, engaged, newest, adds) then return end
   local h = {0, 0}
   if blob ~= '' then
     h = {struct.unpack(HEADER, blob)}
@@ -124,6 +118,8 @@ local function add_counts(key, engaged, newest, values)
   end
   h[1] = h[1] + engaged
   h[2] = math.max(h[2], newest)
+  local adds = by_bucket(values)
+  if blob ~= '' and add_in_place(key, blob, h, adds) then return end
   local parts, at = {}, HEADER_SIZE + 1
   for w = 1, NW do
     local n, total = h[2 + NF * NW + w], 2 + (w - 1) * NF
