@@ -74,13 +74,12 @@ def decode_entry(payload: bytes, n: int) -> Decoded:
         pass
     else:
         if len(events) == n:
-            good = decoded.events
             for index, event in enumerate(events):
-                if event.event_id and event.user_id and event.item_id:  # `_problem`, inlined
-                    _set_field(event, "item_id", _intern(event.item_id))  # `_interned`
-                    good.append((index, event))
+                problem = _problem(event)
+                if problem:
+                    decoded.poison.append(([index], f"ValueError: {problem}"))
                 else:
-                    decoded.poison.append(([index], f"ValueError: {_problem(event)}"))
+                    decoded.events.append((index, _interned(event)))
             return decoded
     try:
         values = _RAW_DECODER.decode(payload)
@@ -187,4 +186,3 @@ _EVENT_DECODER = msgspec.json.Decoder(Event)
 _BATCH_DECODER = msgspec.json.Decoder(list[Event])
 _RAW_DECODER = msgspec.json.Decoder(list[msgspec.Raw])
 _set_field = msgspec.structs.force_setattr  # Event is frozen; a decoded one is ours alone yet
-_intern = sys.intern
