@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 
+import pytest
 from typer.testing import CliRunner
 
 from recomatrix.cli import app
@@ -58,6 +59,26 @@ def test_the_store_and_the_bus_each_open_with_their_options_from_one_url(
     assert bus.partitions == 4 and bus.namespace == "urltest"
     store.close()
     bus.close()
+
+
+def test_two_namespaces_on_one_redis_do_not_see_each_others_item_changes(
+    redis_url: str,
+) -> None:
+    import numpy as np
+
+    from recomatrix.tier.broadcast import ItemFeed
+    from recomatrix.tier.urls import part_url
+    from recomatrix.types import Item
+
+    feeds = {name: ItemFeed.from_url(part_url(f"{redis_url}?namespace={name}", "feed"), dim=2)
+             for name in ("eu", "us")}  # fmt: skip
+    feeds["eu"].publish_puts([Item("i1", "a title")], np.ones((1, 2), dtype=np.float32))
+    assert [c.item_id for c in feeds["eu"].read(count=10)] == ["i1"]
+    assert feeds["us"].read(count=10) == []
+    with pytest.raises(ValueError, match="without braces"):
+        ItemFeed.from_url(f"{redis_url}?namespace=a{{b}}", dim=2)
+    for feed in feeds.values():
+        feed.close()
 
 
 def test_demo_points_to_serve_for_the_redis_tier() -> None:

@@ -32,7 +32,7 @@ from recomatrix.events.entries import ENTRY_EVENTS, Entry, by_entry, payloads, r
 from recomatrix.events.leases import Consumer, PartitionLeases
 from recomatrix.events.redis_lua import ACK_LUA, GROUP_LUA, PUBLISH_LUA
 from recomatrix.features.base import Fence
-from recomatrix.features.resp import connect
+from recomatrix.features.resp import connect, key_namespace
 from recomatrix.types import Event
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,8 @@ class RedisStreamsBus:
         lease_s: float = 15.0,
         dead_letter_maxlen: int = 100_000,
     ) -> None:
-        self.client, self.namespace, self.partitions = client, namespace, partitions
+        self.client, self.partitions = client, partitions
+        self.namespace = namespace = key_namespace(namespace)
         self._cluster = isinstance(client, redis.RedisCluster)
         self.max_backlog, self.lease_ms = max_backlog, max(1, int(lease_s * 1000))
         self.dead_letter_maxlen = dead_letter_maxlen
@@ -127,18 +128,40 @@ class RedisStreamsBus:
                     for n, payload in chunks:
                         args += (n, payload)
                 self._publish(keys=keys, args=args)
-            else:  # a script's keys must share a slot: one script per partition
-                pipe = self.client.pipeline(transaction=False)
-                for p, chunks in entries.items():
-                    flat = [x for chunk in chunks for x in chunk]
-                    pipe.execute_command("EVALSHA", self._publish.sha, 2, self.streams[p],
-                                         self._counts_key(p), self.max_backlog, len(chunks),
-                                         *flat)  # fmt: skip
-                pipe.execute()
+            else:
+                self._publish_per_partition(entries)
         except redis.exceptions.ResponseError as error:
             if "OVERFLOW" in str(error):
                 raise OverflowError(f"event bus is full: {error}") from None
             raise
+
+    def _publish_per_partition(self, entries: dict[int, list[tuple[int, bytes]]]) -> None:
+        """A cluster's publish: a script's keys must share a slot, so one script per
+        partition, each atomic on its own. A master that lost its scripts (restarted, failed
+        over to a replica that never loaded them) refuses its partitions' scripts; the
+        script is loaded again on every master and just those partitions are sent again
+        (the others were appended: sending them again would repeat them)."""
+        for attempt in range(2):
+            sent = list(entries.items())
+            pipe = self.client.pipeline(transaction=False)
+            for p, chunks in sent:
+                flat = [x for chunk in chunks for x in chunk]
+                pipe.execute_command("EVALSHA", self._publish.sha, 2, self.streams[p],
+                                     self._counts_key(p), self.max_backlog, len(chunks),
+                                     *flat)  # fmt: skip
+            replies = pipe.execute(raise_on_error=False)
+            lost = [p for (p, _), reply in zip(sent, replies, strict=True)
+                    if isinstance(reply, redis.exceptions.NoScriptError)]  # fmt: skip
+            failed = [reply for reply in replies if isinstance(reply, Exception)
+                      and not isinstance(reply, redis.exceptions.NoScriptError)]  # fmt: skip
+            if failed:
+                raise failed[0]
+            if not lost:
+                return
+            if attempt:
+                raise redis.exceptions.NoScriptError(f"partitions {lost}: script not loaded")
+            self.client.script_load(PUBLISH_LUA)  # on every master
+            entries = {p: entries[p] for p in lost}
 
     def consume(
         self, group: str, consumer: str, *, max_events: int, block_s: float

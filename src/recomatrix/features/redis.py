@@ -39,7 +39,7 @@ from recomatrix.backends import split_url_options
 from recomatrix.features.base import Fence, ItemCount, LeaseLost, distinct_counts
 from recomatrix.features.codec import decode_item, decode_user_fields, encode_user_fields
 from recomatrix.features.redis_lua import ITEM_COUNT_LUA, PUT_USERS_LUA
-from recomatrix.features.resp import connect
+from recomatrix.features.resp import connect, key_namespace
 from recomatrix.features.state import ENGAGED, ItemState, UserState
 from recomatrix.features.windows import FIELD_INDEX, FIELDS, WINDOWS
 from recomatrix.types import ItemId, UserId
@@ -86,7 +86,7 @@ class RedisOnlineStore:
         decoded_items: int = 10_000,
         fence: Fence | None = None,
     ) -> None:
-        self.client, self.namespace, self.fence = client, namespace, fence
+        self.client, self.namespace, self.fence = client, key_namespace(namespace), fence
         for name, value in (("user_ttl_s", user_ttl_s), ("item_ttl_s", item_ttl_s),
                             ("claim_ttl_s", claim_ttl_s)):  # fmt: skip
             if not value >= 0.001:  # PEXPIRE 0 would delete what was just written
@@ -239,8 +239,9 @@ class RedisOnlineStore:
             try:
                 replies = self._count_items(items, by_item)
             except redis.exceptions.NoScriptError:
-                # The server restarted or its script cache was flushed: no count was
-                # applied (every call in the pipeline failed alike), so load and redo.
+                # A server restarted or its script cache was flushed: load and redo. On
+                # one server no call ran; on a cluster the other masters' calls did, and
+                # their items now answer the ids they counted, changing nothing.
                 if attempt:
                     raise
                 self._count_sha = self.client.script_load(ITEM_COUNT_LUA)

@@ -46,6 +46,23 @@ class HiredisPacker:
             return list(self._fallback.pack(*args))
 
 
+def key_namespace(namespace: str) -> str:
+    """`namespace`, checked as the prefix of every key a part of the Redis tier writes.
+
+    Braces are refused: Redis Cluster hashes only what the first `{...}` of a key holds,
+    and the keys put their own braces after the prefix (`rx:user:{u1}`, `{rx:events:3}:
+    counts`) so that what one script touches shares a slot; a brace in the prefix would
+    move those tags and split them over slots (CROSSSLOT) or pile every key on one node.
+
+    >>> key_namespace("shop-eu")
+    'shop-eu'
+    """
+    if not namespace or any(c in namespace for c in "{} \t\r\n"):
+        raise ValueError(f"namespace {namespace!r}: use a non-empty prefix without braces or "
+                         "whitespace, such as 'rx' or 'shop-eu'")  # fmt: skip
+    return namespace
+
+
 def connect(url: str, *, socket_timeout_s: float = 2.0) -> redis.Redis | redis.RedisCluster:
     """A client for `redis://...` (one server) or `redis+cluster://...` (any cluster node).
 

@@ -1,10 +1,11 @@
 """The item feed: item changes made on any API process, on one Redis stream all processes tail.
 
 POST/DELETE /v1/items on an API process appends the change (a put carries the item and
-its unit vector) to `rx:items` before applying it locally; every API process and stream
-worker reads the stream from its snapshot's position on, in a background thread blocked
-on XREAD, and applies what the other processes published. The vector travels with the
-item, so nobody re-embeds it and every process indexes the very same vector.
+its unit vector) to `rx:items` (`<namespace>:items`) before applying it locally; every API
+process and stream worker reads the stream from its snapshot's position on, in a
+background thread blocked on XREAD, and applies what the other processes published. The
+vector travels with the item, so nobody re-embeds it and every process indexes the very
+same vector.
 
 A process skips its own changes (it applied them already). Two processes replacing the
 same item within the same few milliseconds may each keep the other's version: the last
@@ -24,14 +25,16 @@ import numpy as np
 import orjson
 import redis
 
+from recomatrix.backends import split_url_options
 from recomatrix.degrade import FailureLog
-from recomatrix.features.resp import connect
+from recomatrix.features.resp import connect, key_namespace
 from recomatrix.tier.snapshot import item_from_row
 from recomatrix.types import Item, ItemId
 
 log = logging.getLogger(__name__)
 
 START = "0-0"  # a stream position before every entry
+URL_OPTIONS: dict[str, Any] = {"namespace": str, "maxlen": int}
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +63,7 @@ class ItemFeed:
         maxlen: int = 1_000_000,
     ) -> None:
         self.client, self.dim, self.maxlen = client, dim, maxlen
-        self.stream = f"{namespace}:items"
+        self.stream = f"{key_namespace(namespace)}:items"
         self.origin = uuid.uuid4().hex
         self.position = START  # the last entry read
         self._stop = threading.Event()
@@ -68,8 +71,10 @@ class ItemFeed:
 
     @classmethod
     def from_url(cls, url: str, *, dim: int) -> ItemFeed:
-        """`redis://host:port/db` or `redis+cluster://host:port` (no options)."""
-        return cls(client=connect(url), dim=dim)
+        """`redis://host:port/db?namespace=rx&maxlen=1000000` (either option) or
+        `redis+cluster://host:port?...`."""
+        base, options = split_url_options("item feed", url, URL_OPTIONS)
+        return cls(client=connect(base), dim=dim, **options)
 
     def publish_puts(self, items: Sequence[Item], vectors: np.ndarray) -> None:
         """Append one put per item (all sent in one round trip)."""

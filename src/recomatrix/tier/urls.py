@@ -2,8 +2,9 @@
 
 `--redis-url redis://host:6379/0?claim_ttl_s=600&partitions=16` reaches the online store
 (options `features.redis.URL_OPTIONS`), the event bus (`events.redis.URL_OPTIONS`) and the
-item feed (none); an option both read (`namespace`) goes to both. An option no part reads
-is an error that names the valid ones.
+item feed (`tier.broadcast.URL_OPTIONS`); an option several read (`namespace`) goes to each
+of them, so deployments under two namespaces share nothing. An option no part reads is an
+error that names the valid ones.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from recomatrix.events.redis import URL_OPTIONS as BUS_OPTIONS
 from recomatrix.features.redis import URL_OPTIONS as STORE_OPTIONS
+from recomatrix.tier.broadcast import URL_OPTIONS as FEED_OPTIONS
 
 Part = Literal["store", "bus", "feed"]
 _READS: dict[Part, frozenset[str]] = {
     "store": frozenset(STORE_OPTIONS),
     "bus": frozenset(BUS_OPTIONS),
-    "feed": frozenset(),
+    "feed": frozenset(FEED_OPTIONS),
 }
 
 
@@ -27,12 +29,12 @@ def part_url(url: str, part: Part) -> str:
 
     >>> part_url("redis://h:1/0?claim_ttl_s=600&partitions=16", "bus")
     'redis://h:1/0?partitions=16'
-    >>> part_url("redis://h:1/0?claim_ttl_s=600", "feed")
-    'redis://h:1/0'
+    >>> part_url("redis://h:1/0?claim_ttl_s=600&namespace=eu", "feed")
+    'redis://h:1/0?namespace=eu'
     """
     parts = urlsplit(url)
     options = parse_qsl(parts.query)
-    known = _READS["store"] | _READS["bus"]
+    known = _READS["store"] | _READS["bus"] | _READS["feed"]
     unknown = sorted({name for name, _ in options} - known)
     if unknown:
         raise ValueError(f"unknown option(s) {', '.join(unknown)} in the Redis URL {url!r}; "
