@@ -2,12 +2,16 @@
 offered loads, with each process's CPU per event and Redis's time per command.
 
     .venv/bin/python bench/tier_steady.py --rates 15000,30000 --workers 2 [--probes 60]
+    .venv/bin/python bench/tier_steady.py --bursts 3 --burst-events 150000 --workers 2
 
 Bootstraps the `tier.py` world (its own redis-server, `recomatrix serve` stopped once the
 world is seeded), starts the workers, then per rate runs `tier_workers.visibility` (user and
 item visibility, the share of a core each process ran and waited) and reads Redis's
 `INFO commandstats` before and after. Commands a script calls are counted both on their own
 line and inside EVALSHA. `tier.py` bisects the highest load; this shows why it stops there.
+With `--bursts`, first the workers' drain rate (`tier_workers.apply_capacity`: that many
+events published at once, events/s until the bus is empty) that many times: a steadier
+comparison of two versions than a p99 of probes on this shared machine.
 Not a test: run it on a quiet machine.
 """
 
@@ -28,7 +32,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `bench.*`, not i
 
 from bench.tier import redis_items
 from bench.tier_setup import command_usec, running, wait_ready
-from bench.tier_workers import RECOMATRIX, visibility, wait_drained, wait_sharing
+from bench.tier_workers import (
+    RECOMATRIX,
+    apply_capacity,
+    visibility,
+    wait_drained,
+    wait_sharing,
+)
 
 from recomatrix.events.redis import RedisStreamsBus
 from recomatrix.loopback import free_port, redis_server
@@ -59,17 +69,21 @@ def steady(url: str, world: tuple[list[str], list[str]], pids: list[int], rate: 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rates", required=True, help="offered events/s, comma-separated")
+    parser.add_argument("--rates", default="", help="offered events/s, comma-separated")
+    parser.add_argument("--bursts", type=int, default=0, help="drain-rate bursts first")
+    parser.add_argument("--burst-events", type=int, default=150_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--probes", type=int, default=60)
     parser.add_argument("--users", type=int, default=1000)
     parser.add_argument("--items", type=int, default=2000)
     parser.add_argument("--out", type=Path, help="a JSON file for the runs")
     args = parser.parse_args()
-    rates = [float(rate) for rate in args.rates.split(",")]
+    rates = [float(rate) for rate in args.rates.split(",") if rate]
+    if not rates and not args.bursts:
+        parser.error("give --rates, --bursts or both")
     env = {**os.environ, "RECOMATRIX_DATA__N_EVENTS": "20000"}
     users = [f"user-{k}" for k in range(args.users)]
-    runs = []
+    runs, bursts = [], []
     with tempfile.TemporaryDirectory(prefix="rx-steady-") as tmp:
         folder = Path(tmp)
         with redis_server(folder) as url:
@@ -88,6 +102,10 @@ def main() -> None:
                 bus = RedisStreamsBus.from_url(url)
                 wait_drained(bus)
                 wait_sharing(bus, names)
+                for _ in range(args.bursts):
+                    burst = apply_capacity(url, (users, items), workers=pids, n=args.burst_events)
+                    print(json.dumps(burst), flush=True)
+                    bursts.append(burst)
                 for k, rate in enumerate(rates):  # a label per run: new probe users and items
                     label = f"steady{k}-{rate:g}"
                     run = steady(url, (users, items), pids, rate, args.probes, label)
@@ -96,7 +114,8 @@ def main() -> None:
                     wait_drained(bus)
                 bus.close()
     if args.out:
-        args.out.write_text(json.dumps({"workers": args.workers, "runs": runs}, indent=2) + "\n")
+        result = {"workers": args.workers, "bursts": bursts, "runs": runs}
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":
