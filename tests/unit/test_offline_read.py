@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 from recomatrix.features.offline import ParquetLog, read_events
@@ -25,3 +27,35 @@ def test_events_appended_again_by_a_redelivery_are_read_once_in_log_order(
 def test_an_empty_log_reads_as_an_empty_table(tmp_path: Path) -> None:
     ParquetLog(root=tmp_path, flush_interval_s=60).close()
     assert read_events(tmp_path).num_rows == 0
+
+
+def clicks(n: int, tag: str = "e") -> list[Event]:
+    return [Event(f"{tag}{k}", "u1", f"i{k}", "click", 100.0 + k) for k in range(n)]
+
+
+def test_a_full_part_is_written_by_the_flusher_not_by_the_appending_thread(
+    tmp_path: Path,
+) -> None:
+    log = ParquetLog(root=tmp_path, flush_rows=10, flush_interval_s=60)
+    writers: list[str] = []
+    write = log._write
+    log._write = lambda kind, table: (writers.append(threading.current_thread().name),
+                                      write(kind, table))[1]  # type: ignore[method-assign]  # fmt: skip
+    log.append_events(clicks(10))  # a whole part: wakes the flusher, long before 60 s
+    deadline = time.monotonic() + 10
+    while not writers and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert writers == ["offline-log"]
+    assert read_events(tmp_path).num_rows == 10
+    log.close()
+
+
+def test_appends_write_themselves_once_the_flusher_is_far_behind(tmp_path: Path) -> None:
+    log = ParquetLog(root=tmp_path, flush_rows=10, flush_interval_s=60)
+    log._stop.set()  # the flusher is gone: nothing else writes
+    log._wake.set()
+    log._flusher.join(timeout=10)
+    log.append_events(clicks(39))
+    assert read_events(tmp_path).num_rows == 0  # buffered: under BEHIND_FLUSHES parts
+    log.append_events(clicks(1, tag="f"))  # 40 rows = BEHIND_FLUSHES x flush_rows
+    assert read_events(tmp_path).num_rows == 40

@@ -65,8 +65,18 @@ class Impression:
     features: Sequence[float]
 
 
+# Buffered events, in `flush_rows`, past which an append writes them itself: the flusher
+# is behind (or failing), and the buffer must not grow without bound.
+BEHIND_FLUSHES = 4
+
+
 class ParquetLog:
-    """Append-only Parquet log under `root`; call `close()` to flush what is buffered."""
+    """Append-only Parquet log under `root`; call `close()` to flush what is buffered.
+
+    The background flusher writes every `flush_interval_s`, and as soon as `flush_rows`
+    events wait: an append only wakes it. A stream worker appended 50,000 events every 2 s
+    under load and, when an append wrote them itself, waited 90-150 ms for the part with
+    the batch in hand (docs/benchmarks.md, stop 22)."""
 
     def __init__(self, *, root: Path, flush_rows: int = 50_000, flush_interval_s: float = 2.0):
         self.root = root
@@ -78,6 +88,7 @@ class ParquetLog:
         self._flush_rows = flush_rows
         self._seq = itertools.count()
         self._stop = threading.Event()
+        self._wake = threading.Event()  # set by an append that filled a part
         self._flusher = threading.Thread(
             target=self._run, args=(flush_interval_s,), name="offline-log", daemon=True
         )
@@ -86,8 +97,11 @@ class ParquetLog:
     def append_events(self, events: Sequence[Event]) -> None:
         with self._lock:
             self._events.extend(events)
-        if len(self._events) >= self._flush_rows:
+            waiting = len(self._events)
+        if waiting >= BEHIND_FLUSHES * self._flush_rows:
             self.flush()
+        elif waiting >= self._flush_rows:
+            self._wake.set()
 
     def append_impressions(self, impressions: Sequence[Impression]) -> None:
         with self._lock:
@@ -115,6 +129,7 @@ class ParquetLog:
 
     def close(self) -> None:
         self._stop.set()
+        self._wake.set()
         self._flusher.join(timeout=10)
         self.flush()
 
@@ -125,7 +140,11 @@ class ParquetLog:
         tmp.rename(self.root / kind / name)  # readers never see a half-written part
 
     def _run(self, interval_s: float) -> None:
-        while not self._stop.wait(interval_s):
+        while True:
+            self._wake.wait(interval_s)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             try:
                 self.flush()
             except Exception:  # rows stay buffered and are retried on the next tick
