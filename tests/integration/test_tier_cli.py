@@ -45,6 +45,18 @@ def test_a_redis_url_option_no_part_reads_is_refused_naming_the_valid_ones(
     assert "claim_ttl_s" in result.output and "partitions" in result.output
 
 
+def test_a_reachable_redis_url_with_options_for_every_part_passes_the_check(
+    redis_url: str,
+) -> None:
+    import typer
+
+    from recomatrix.cli.common import check_redis
+
+    check_redis(redis_url + "?namespace=eu&maxlen=1000&claim_ttl_s=600&partitions=4")
+    with pytest.raises(typer.BadParameter, match="without braces"):
+        check_redis(redis_url + "?namespace=a{b}")
+
+
 def test_the_store_and_the_bus_each_open_with_their_options_from_one_url(
     redis_url: str,
 ) -> None:

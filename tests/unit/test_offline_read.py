@@ -6,6 +6,8 @@ import threading
 import time
 from pathlib import Path
 
+import pyarrow as pa
+
 from recomatrix.features.offline import ParquetLog, read_events
 from recomatrix.types import Event
 
@@ -39,8 +41,12 @@ def test_a_full_part_is_written_by_the_flusher_not_by_the_appending_thread(
     log = ParquetLog(root=tmp_path, flush_rows=10, flush_interval_s=60)
     writers: list[str] = []
     write = log._write
-    log._write = lambda kind, table: (writers.append(threading.current_thread().name),
-                                      write(kind, table))[1]  # type: ignore[method-assign]  # fmt: skip
+
+    def recorded(kind: str, stamp: str, table: pa.Table) -> None:
+        write(kind, stamp, table)  # the part is in place before the test looks for it
+        writers.append(threading.current_thread().name)
+
+    log._write = recorded  # type: ignore[method-assign]
     log.append_events(clicks(10))  # a whole part: wakes the flusher, long before 60 s
     deadline = time.monotonic() + 10
     while not writers and time.monotonic() < deadline:

@@ -110,14 +110,20 @@ def check_redis(redis_url: str) -> None:
             "redis+cluster://HOST:PORT",
             param_hint="--redis-url",
         )
-    from recomatrix.features.resp import connect
+    from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+    from recomatrix.features.resp import connect, key_namespace
     from recomatrix.tier.urls import part_url
 
+    parts = urlsplit(redis_url)
     try:
-        bare = part_url(redis_url, "feed")  # no options; checks them all
+        part_url(redis_url, "feed")  # refuses an option no part reads
+        for name, value in parse_qsl(parts.query):
+            if name == "namespace":
+                key_namespace(value)
     except ValueError as err:
         raise typer.BadParameter(str(err), param_hint="--redis-url") from err
-    client = connect(bare)
+    client = connect(urlunsplit(parts._replace(query="")))  # redis-py takes no option of ours
     try:
         client.ping()
     except Exception as err:  # any failure to answer: name the URL and the fix

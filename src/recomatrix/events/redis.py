@@ -203,7 +203,10 @@ class RedisStreamsBus:
             try:
                 pipe.execute()
                 return
-            except redis.exceptions.NoScriptError:  # no script ran: all of it again is safe
+            except redis.exceptions.NoScriptError:
+                # A server lost the script: load it and send all of it again. On one server
+                # nothing ran; on a cluster the other masters' acks did, and acknowledging
+                # again changes nothing (XACK and ACK_LUA skip what is acknowledged).
                 if attempt:
                     raise
                 self._ack_sha = self.client.script_load(ACK_LUA)

@@ -112,15 +112,18 @@ class ParquetLog:
         with self._lock:
             events, self._events = self._events, []
             impressions, self._impressions = self._impressions, []
+            # Named when taken, not when written: two flushes at once (the flusher and an
+            # append far behind) still name their parts in the order of their rows.
+            stamp = f"{time.time_ns()}-{os.getpid()}-{next(self._seq):06d}"
         try:
             if events:
                 columns = {n: [getattr(e, n) for e in events] for n in EVENT_SCHEMA.names}
-                self._write("events", pa.table(columns, schema=EVENT_SCHEMA))
+                self._write("events", stamp, pa.table(columns, schema=EVENT_SCHEMA))
                 events = []
             if impressions:
                 columns = {n: [getattr(i, n) for i in impressions] for n in IMPRESSION_SCHEMA.names}
                 columns["features"] = [list(i.features) for i in impressions]
-                self._write("impressions", pa.table(columns, schema=IMPRESSION_SCHEMA))
+                self._write("impressions", stamp, pa.table(columns, schema=IMPRESSION_SCHEMA))
         except Exception:
             with self._lock:  # keep the rows for the next attempt instead of losing them
                 self._events[:0] = events
@@ -133,8 +136,8 @@ class ParquetLog:
         self._flusher.join(timeout=10)
         self.flush()
 
-    def _write(self, kind: str, table: pa.Table) -> None:
-        name = f"part-{time.time_ns()}-{os.getpid()}-{next(self._seq):06d}.parquet"
+    def _write(self, kind: str, stamp: str, table: pa.Table) -> None:
+        name = f"part-{stamp}.parquet"
         tmp = self.root / kind / f".{name}.tmp"
         pq.write_table(table, tmp, compression="zstd")
         tmp.rename(self.root / kind / name)  # readers never see a half-written part
