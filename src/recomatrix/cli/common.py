@@ -110,20 +110,14 @@ def check_redis(redis_url: str) -> None:
             "redis+cluster://HOST:PORT",
             param_hint="--redis-url",
         )
-    from urllib.parse import parse_qsl, urlsplit, urlunsplit
+    from recomatrix.features.resp import connect
+    from recomatrix.tier.urls import bare_url
 
-    from recomatrix.features.resp import connect, key_namespace
-    from recomatrix.tier.urls import part_url
-
-    parts = urlsplit(redis_url)
     try:
-        part_url(redis_url, "feed")  # refuses an option no part reads
-        for name, value in parse_qsl(parts.query):
-            if name == "namespace":
-                key_namespace(value)
+        bare = bare_url(redis_url)  # redis-py takes no option of ours
     except ValueError as err:
         raise typer.BadParameter(str(err), param_hint="--redis-url") from err
-    client = connect(urlunsplit(parts._replace(query="")))  # redis-py takes no option of ours
+    client = connect(bare)
     try:
         client.ping()
     except Exception as err:  # any failure to answer: name the URL and the fix

@@ -10,10 +10,11 @@ error that names the valid ones.
 from __future__ import annotations
 
 from typing import Literal
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
 
 from recomatrix.events.redis import URL_OPTIONS as BUS_OPTIONS
 from recomatrix.features.redis import URL_OPTIONS as STORE_OPTIONS
+from recomatrix.features.resp import key_namespace
 from recomatrix.tier.broadcast import URL_OPTIONS as FEED_OPTIONS
 
 Part = Literal["store", "bus", "feed"]
@@ -32,6 +33,27 @@ def part_url(url: str, part: Part) -> str:
     >>> part_url("redis://h:1/0?claim_ttl_s=600&namespace=eu", "feed")
     'redis://h:1/0?namespace=eu'
     """
+    parts, options = _split(url)
+    mine = [(name, value) for name, value in options if name in _READS[part]]
+    return urlunsplit(parts._replace(query=urlencode(mine)))
+
+
+def bare_url(url: str) -> str:
+    """`url` without its options (what redis-py connects to), once every option is one a
+    part reads and the namespace one the tier takes (`key_namespace`).
+
+    >>> bare_url("redis://h:1/0?claim_ttl_s=600&namespace=eu")
+    'redis://h:1/0'
+    """
+    parts, options = _split(url)
+    for name, value in options:
+        if name == "namespace":
+            key_namespace(value)
+    return urlunsplit(parts._replace(query=""))
+
+
+def _split(url: str) -> tuple[SplitResult, list[tuple[str, str]]]:
+    """The URL's parts and its options; an option no part reads is an error naming them."""
     parts = urlsplit(url)
     options = parse_qsl(parts.query)
     known = _READS["store"] | _READS["bus"] | _READS["feed"]
@@ -39,5 +61,4 @@ def part_url(url: str, part: Part) -> str:
     if unknown:
         raise ValueError(f"unknown option(s) {', '.join(unknown)} in the Redis URL {url!r}; "
                          f"use: {', '.join(sorted(known))}")  # fmt: skip
-    mine = [(name, value) for name, value in options if name in _READS[part]]
-    return urlunsplit(parts._replace(query=urlencode(mine)))
+    return parts, options
