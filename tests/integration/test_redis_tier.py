@@ -574,24 +574,37 @@ def test_a_counting_call_failing_on_one_item_counts_the_others_once(redis_url: s
 def test_an_item_counted_in_place_keeps_its_expiry_fresh_and_its_counts_right(
     redis_url: str,
 ) -> None:
-    """The usual update touches an item's header and newest rows in place (GETRANGE /
-    SETRANGE), not a SET of the blob: it must still push the item's expiry back, and add
-    what a recount adds."""
+    """The usual update touches an item's header and newest rows in place (SETRANGE), not
+    a SET of the blob: it must add what a recount adds, and push the item's expiry back
+    when its newest event time enters a new tenth of the TTL or does not move forward (a
+    live item also gets a SET with the TTL at each new 10 s row)."""
     client = redis.Redis.from_url(redis_url)
-    store = RedisOnlineStore(client=client, namespace="inplace", item_ttl_s=3600.0)
+    store = RedisOnlineStore(client=client, namespace="inplace", item_ttl_s=100.0)
     key = "inplace:i:{a}"
-    store.add_item_counts([ItemCount("e0", "a", "click", T0)])  # a new blob
+    t0 = 1_000_000.0  # a 10 s bucket and a tenth of the TTL (10 s) both start here
+    store.add_item_counts([ItemCount("e0", "a", "click", t0)])  # a new blob
     before = client.get(key)
-    client.pexpire(key, 5_000)
-    store.add_item_counts([ItemCount("e1", "a", "click", T0 + 1),
-                           ItemCount("e2", "a", "like", T0 + 2, 1.0)])  # fmt: skip
-    after = client.get(key)
-    assert before is not None and after is not None and len(after) == len(before)  # no row added
-    assert cast(int, client.pttl(key)) > 3_000_000
+
+    def expiry_after(counts: list[ItemCount]) -> int:
+        client.pexpire(key, 5_000)
+        store.add_item_counts(counts)
+        after = client.get(key)
+        assert before is not None and after is not None
+        assert len(after) == len(before)  # counted in place: no row added
+        return cast(int, client.pttl(key))
+
+    assert expiry_after([ItemCount("e1", "a", "click", t0 + 1),
+                         ItemCount("e2", "a", "like", t0 + 2, 1.0)]) <= 5_000  # fmt: skip
+    assert expiry_after([ItemCount("e3", "a", "click", t0 + 1)]) > 90_000  # not forward
     (state,) = store.get_items(["a"])
-    assert state is not None and state.total_engaged == 3.0 and state.last_ts == T0 + 2
+    assert state is not None and state.total_engaged == 4.0 and state.last_ts == t0 + 2
     for window in WINDOWS:
-        assert state.windows.get(window.name, now=T0 + 2) == {"click": 2.0, "like": 1.0}
+        assert state.windows.get(window.name, now=t0 + 2) == {"click": 3.0, "like": 1.0}
+    # A new tenth of the TTL, the same 10 s row: in place, and the expiry pushed back.
+    store = RedisOnlineStore(client=client, namespace="inplace", item_ttl_s=50.0)
+    assert expiry_after([ItemCount("e4", "a", "click", t0 + 6)]) > 40_000
+    (state,) = store.get_items(["a"])
+    assert state is not None and state.windows.get("5m", now=t0 + 6)["click"] == 4.0
 
 
 def test_a_reader_never_gets_an_item_decoded_before_it_changed(redis_url: str) -> None:

@@ -29,15 +29,24 @@ local HEADER, ROW = '$header', '$row'
 local HEADER_SIZE, ROW_SIZE = $header_size, $row_size
 local CHUNK = 2000  -- arguments per variadic call, well under Lua's stack limit
 local TTL, EXPIRE_AT, SETS = ARGV[1], ARGV[2], tonumber(ARGV[3])
+-- An update in place pushes the expiry back only when it moves the item's newest event
+-- time into a new tenth of the TTL, or not forward at all (see `add_in_place`).
+local REFRESH_S = tonumber(TTL) / 10000
+local call, pack, unpack_struct, mfloor = redis.call, struct.pack, struct.unpack, math.floor
 
-local function f32(x) return (struct.unpack('<f', struct.pack('<f', x))) end
+-- A float32 sum: what the row stores. Whole sums below 2^24 are float32 already (counts),
+-- so only fractional ones (watch seconds) are rounded, through struct.
+local function f32(x)
+  if x % 1 == 0 and x < 16777216 and x > -16777216 then return x end
+  return (unpack_struct('<f', pack('<f', x)))
+end
 
 local function already_counted(sets, ids)
   local counted = {}
   for s = 1, #ids, CHUNK do
     local chunk = {unpack(ids, s, math.min(#ids, s + CHUNK - 1))}
     for _, set in ipairs(sets) do
-      for i, hit in ipairs(redis.call('SMISMEMBER', set, unpack(chunk))) do
+      for i, hit in ipairs(call('SMISMEMBER', set, unpack(chunk))) do
         if hit == 1 then counted[chunk[i]] = true end
       end
     end
@@ -52,7 +61,7 @@ local function by_bucket(values)
   for a = 1, #values, 3 do
     local field, ts, amount = values[a] + 2, values[a + 1], values[a + 2]
     for w = 1, NW do
-      local bucket = math.floor(ts / WIDTH[w])
+      local bucket = mfloor(ts / WIDTH[w])
       local row = adds[w][bucket] or {}
       row[field] = (row[field] or 0) + amount
       adds[w][bucket] = row
@@ -62,7 +71,7 @@ local function by_bucket(values)
 end
 
 local function unpack_row(blob, at)
-  local row = {struct.unpack(ROW, blob, at)}
+  local row = {unpack_struct(ROW, blob, at)}
   row[NF + 2] = nil  -- struct.unpack also returns the next position
   return row
 end
@@ -86,8 +95,11 @@ end
 -- one GET cost less than a GETRANGE per row (bench/item_count_script.py: 34-38 us of Redis
 -- an item, against 42-45 with GETRANGEs and 46-51 rewriting it). `h`: the header, its
 -- total and newest time already updated. False when the counts need the general merge
--- below (nothing written, `h` unchanged).
-local function add_in_place(key, blob, h, adds)
+-- below (nothing written, `h` unchanged). The expiry is pushed back only when the newest
+-- event time enters a new tenth of the TTL or does not move forward (`last`: the newest
+-- time before): a live item opens a new 10 s row, a SET with the TTL, every 10 s anyway,
+-- and one PEXPIRE per update was a tenth of the script's time.
+local function add_in_place(key, blob, h, adds, last)
   local rows, at = {}, HEADER_SIZE
   for w = 1, NW do
     local n, only = h[2 + NF * NW + w], next(adds[w])
@@ -100,26 +112,29 @@ local function add_in_place(key, blob, h, adds)
   for w = 1, NW do
     local offset, row = rows[w][1], rows[w][2]
     add_to_row(row, adds[w][row[1]], h, w)
-    redis.call('SETRANGE', key, offset, struct.pack(ROW, unpack(row)))
+    call('SETRANGE', key, offset, pack(ROW, unpack(row)))
   end
-  redis.call('SETRANGE', key, 0, struct.pack(HEADER, unpack(h)))
-  redis.call('PEXPIRE', key, TTL)
+  call('SETRANGE', key, 0, pack(HEADER, unpack(h)))
+  if h[2] <= last or mfloor(h[2] / REFRESH_S) ~= mfloor(last / REFRESH_S) then
+    call('PEXPIRE', key, TTL)
+  end
   return true
 end
 
 local function add_counts(key, engaged, newest, values)
-  local blob = redis.call('GET', key) or ''
+  local blob = call('GET', key) or ''
   local h = {0, 0}
   if blob ~= '' then
-    h = {struct.unpack(HEADER, blob)}
+    h = {unpack_struct(HEADER, blob)}
     h[#h] = nil
   else
     for i = 1, NF * NW + NW do h[2 + i] = 0 end
   end
+  local last = h[2]
   h[1] = h[1] + engaged
-  h[2] = math.max(h[2], newest)
+  h[2] = math.max(last, newest)
   local adds = by_bucket(values)
-  if blob ~= '' and add_in_place(key, blob, h, adds) then return end
+  if blob ~= '' and add_in_place(key, blob, h, adds, last) then return end
   local parts, at = {}, HEADER_SIZE + 1
   for w = 1, NW do
     local n, total = h[2 + NF * NW + w], 2 + (w - 1) * NF
