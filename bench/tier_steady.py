@@ -11,7 +11,10 @@ item visibility, the share of a core each process ran and waited) and reads Redi
 line and inside EVALSHA. `tier.py` bisects the highest load; this shows why it stops there.
 With `--bursts`, first the workers' drain rate (`tier_workers.apply_capacity`: that many
 events published at once, events/s until the bus is empty) that many times: a steadier
-comparison of two versions than a p99 of probes on this shared machine.
+comparison of two versions than a p99 of probes on this shared machine. With `--series
+FILE`, a time series every 0.1 s during the rates (`Sampler`): the workers' lag, each
+process's CPU, Redis's memory and its calls and microseconds per command, to see when and
+why a run falls behind, not only that it did.
 Not a test: run it on a quiet machine.
 """
 
@@ -23,6 +26,8 @@ import json
 import os
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +36,9 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `bench.*`, not installed
 
 from bench.tier import redis_items
-from bench.tier_setup import command_usec, running, wait_ready
+from bench.tier_setup import command_usec, running, scheduled_s, wait_ready
 from bench.tier_workers import (
+    GROUP,
     RECOMATRIX,
     apply_capacity,
     visibility,
@@ -67,6 +73,39 @@ def steady(url: str, world: tuple[list[str], list[str]], pids: list[int], rate: 
     return run
 
 
+class Sampler:
+    """A thread reading, every `every_s`: the workers' lag (`RedisStreamsBus.lag`), the CPU
+    seconds each process ran and waited so far, Redis's used memory, and its cumulative
+    calls and microseconds per command (`INFO commandstats`, scripts' inner calls too)."""
+
+    def __init__(self, url: str, pids: dict[str, int], every_s: float = 0.1) -> None:
+        self.url, self.pids, self.every_s = url, pids, every_s
+        self.rows: list[Json] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sampler", daemon=True)
+
+    def __enter__(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        bus = RedisStreamsBus.from_url(self.url)
+        while not self._stop.wait(self.every_s):
+            stats = bus.client.info("commandstats")
+            self.rows.append({
+                "t": round(time.time(), 3), "lag": bus.lag(GROUP),
+                "cpu": {name: scheduled_s(pid) for name, pid in self.pids.items()},
+                "redis_mb": int(bus.client.info("memory")["used_memory"]) >> 20,
+                "commands": {name.removeprefix("cmdstat_"): (row["calls"], row["usec"])
+                             for name, row in stats.items()},
+            })  # fmt: skip
+        bus.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rates", default="", help="offered events/s, comma-separated")
@@ -77,6 +116,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=1000)
     parser.add_argument("--items", type=int, default=2000)
     parser.add_argument("--out", type=Path, help="a JSON file for the runs")
+    parser.add_argument("--series", type=Path, help="a JSON file for the time series")
     args = parser.parse_args()
     rates = [float(rate) for rate in args.rates.split(",") if rate]
     if not rates and not args.bursts:
@@ -106,13 +146,18 @@ def main() -> None:
                     burst = apply_capacity(url, (users, items), workers=pids, n=args.burst_events)
                     print(json.dumps(burst), flush=True)
                     bursts.append(burst)
-                for k, rate in enumerate(rates):  # a label per run: new probe users and items
-                    label = f"steady{k}-{rate:g}"
-                    run = steady(url, (users, items), pids, rate, args.probes, label)
-                    print(json.dumps(run), flush=True)
-                    runs.append(run)
-                    wait_drained(bus)
+                watched = dict(zip(names, pids, strict=True))
+                watched["redis"] = int(bus.client.info("server")["process_id"])
+                with Sampler(url, watched) if args.series else contextlib.nullcontext() as sampler:
+                    for k, rate in enumerate(rates):  # a label per run: new probe users, items
+                        label = f"steady{k}-{rate:g}"
+                        run = steady(url, (users, items), pids, rate, args.probes, label)
+                        print(json.dumps(run), flush=True)
+                        runs.append(run)
+                        wait_drained(bus)
                 bus.close()
+    if args.series and sampler is not None:
+        args.series.write_text(json.dumps(sampler.rows) + "\n")
     if args.out:
         result = {"workers": args.workers, "bursts": bursts, "runs": runs}
         args.out.write_text(json.dumps(result, indent=2) + "\n")

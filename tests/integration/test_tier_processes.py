@@ -156,6 +156,21 @@ def test_events_posted_to_any_process_are_applied_by_the_worker(tier: Tier) -> N
     on_every_process(tier, counted, f"/v1/users/{user}/features")
 
 
+def _nice_values(pid: int) -> set[int]:
+    """The nice value of each of a process's threads (/proc/PID/task/TID/stat, field 19)."""
+    values = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        stat = (task / "stat").read_text()
+        values.add(int(stat[stat.rindex(")") + 2 :].split()[16]))
+    return values
+
+
+def test_the_worker_runs_every_thread_below_the_api_processes_priority(tier: Tier) -> None:
+    """`stream.worker_nice` (5): Redis and the API processes get a core before a worker."""
+    (api,) = _nice_values(tier.serve.pid)
+    assert _nice_values(tier.worker.pid) == {min(19, api + 5)}
+
+
 def test_an_item_posted_to_one_process_is_served_by_both_within_a_second(tier: Tier) -> None:
     twin = {"title": "Ice Station Rockets", "description": "launches over the polar sea",
             "genres": ["documentary"], "creator_id": "c-new", "tags": ["space"]}  # fmt: skip

@@ -66,5 +66,8 @@ def test_worker_cache_and_item_flush_settings_refuse_negative_values() -> None:
         load_settings(env={"RECOMATRIX_STREAM__STUCK_AFTER_S": "0"})
     with pytest.raises(ValueError, match=r"stream\.item_flush_merge_below: -1\.0 is negative"):
         load_settings(env={"RECOMATRIX_STREAM__ITEM_FLUSH_MERGE_BELOW": "-1"})
+    with pytest.raises(ValueError, match=r"stream\.worker_nice: -3 must be 0-19"):
+        load_settings(env={"RECOMATRIX_STREAM__WORKER_NICE": "-3"})
     settings = load_settings(env={"RECOMATRIX_STREAM__ITEM_FLUSH_S": "0"})
     assert settings.stream.item_flush_s == 0.0 and settings.stream.cached_users == 20_000
+    assert settings.stream.worker_nice == 5

@@ -43,6 +43,12 @@ class StreamSettings:
     # consumer that read them after losing the partition (it stalled between renewing its
     # lease and reading) had its write refused and left them. Looked for every quarter of it.
     stuck_after_s: float = 60.0
+    # `recomatrix worker` lowers its own CPU priority by this much (nice, 0-19) at start:
+    # on a host it shares with redis-server and API processes, they get a core first, and
+    # a worker waits less for a Redis that waited for a core (docs/benchmarks.md, stop 23:
+    # with 5, two workers held 50,000 events/s with visibility p99 <= 1 s where they
+    # missed with 0). No effect on a host of its own, or in a container of its own.
+    worker_nice: int = 5
 
     def __post_init__(self) -> None:
         if self.cached_users < 0:
@@ -51,6 +57,9 @@ class StreamSettings:
         if self.cached_user_age_s <= 0:
             raise ValueError(f"setting stream.cached_user_age_s: {self.cached_user_age_s} "
                              "must be > 0 (seconds)")  # fmt: skip
+        if not 0 <= self.worker_nice <= 19:
+            raise ValueError(f"setting stream.worker_nice: {self.worker_nice} must be 0-19 "
+                             "(how much a worker lowers its CPU priority; 0 keeps it)")  # fmt: skip
         if self.stuck_after_s <= 0:
             raise ValueError(f"setting stream.stuck_after_s: {self.stuck_after_s} must be > 0 "
                              "(seconds; keep it well above the bus lease, 15 s)")  # fmt: skip

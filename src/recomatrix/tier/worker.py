@@ -8,10 +8,13 @@ the API processes publish on the item feed after it.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
+import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -161,8 +164,26 @@ def calm_garbage_collector() -> None:
     gc.set_threshold(GC_YOUNG_OBJECTS, 20, 100)
 
 
+def lower_priority(by: int) -> None:
+    """Lower this process's CPU priority by `by` (nice), every thread's: Linux keeps a nice
+    value per thread, new threads inherit their creator's, and imports have started some
+    already (BLAS, jemalloc)."""
+    if by <= 0:
+        return
+    tasks = Path("/proc/self/task")
+    if not tasks.is_dir():  # not Linux: the whole process at once
+        os.nice(by)
+        return
+    for task in tasks.iterdir():
+        with contextlib.suppress(ProcessLookupError):  # a thread that just ended
+            tid = int(task.name)
+            now = os.getpriority(os.PRIO_PROCESS, tid)
+            os.setpriority(os.PRIO_PROCESS, tid, min(19, now + by))
+
+
 def run_worker(settings: Settings, *, redis_url: str, name: str, stop: StopFlag) -> int:
     """Consume until `stop` is raised; the exit code (0: the last batch was acknowledged)."""
+    lower_priority(settings.stream.worker_nice)
     snapshot = wait_for_snapshot(settings, stopping=stop.is_set)
     if snapshot is None:
         return 0
