@@ -12,9 +12,10 @@ line and inside EVALSHA. `tier.py` bisects the highest load; this shows why it s
 With `--bursts`, first the workers' drain rate (`tier_workers.apply_capacity`: that many
 events published at once, events/s until the bus is empty) that many times: a steadier
 comparison of two versions than a p99 of probes on this shared machine. With `--series
-FILE`, a time series every 0.1 s during the rates (`Sampler`): the workers' lag, each
-process's CPU, Redis's memory and its calls and microseconds per command, to see when and
-why a run falls behind, not only that it did.
+FILE`, a time series sampled every 0.1 s during the rates and written per 5 s (`Sampler`,
+`summarise`): the workers' lag, each process's CPU, Redis's memory and its calls and
+microseconds per call of each command, to see when and why a run falls behind, not only
+that it did.
 Not a test: run it on a quiet machine.
 """
 
@@ -106,6 +107,41 @@ class Sampler:
         bus.close()
 
 
+SERIES_COMMANDS = ("evalsha", "smismember", "sadd", "hset", "get", "setrange", "xreadgroup")
+
+
+def summarise(rows: list[Json], *, every_s: float = 5.0) -> list[Json]:
+    """The sampler's rows per `every_s`: the lag's mean and peak, each process's share of a
+    core on and waiting for a CPU, Redis's memory at the end, and per command its calls per
+    second and microseconds per call (`SERIES_COMMANDS`)."""
+    out: list[Json] = []
+    if not rows:
+        return out
+    start = rows[0]["t"]
+    spans: dict[int, list[Json]] = {}
+    for row in rows:
+        spans.setdefault(int((row["t"] - start) // every_s), []).append(row)
+    for k, span in sorted(spans.items()):
+        first, last = span[0], span[-1]
+        seconds = last["t"] - first["t"]
+        if seconds <= 0:
+            continue
+        cores = {name: [round((last["cpu"][name][i] - first["cpu"][name][i]) / seconds, 2)
+                        for i in (0, 1)] for name in last["cpu"]}  # fmt: skip
+        commands = {}
+        for name in SERIES_COMMANDS:
+            calls0, usec0 = first["commands"].get(name, (0, 0))
+            calls1, usec1 = last["commands"].get(name, (0, 0))
+            if calls1 > calls0:
+                commands[name] = [round((calls1 - calls0) / seconds),
+                                  round((usec1 - usec0) / (calls1 - calls0), 1)]  # fmt: skip
+        lags = [row["lag"] for row in span]
+        out.append({"s": round(k * every_s), "lag_mean": round(sum(lags) / len(lags)),
+                    "lag_max": max(lags), "cores_on_waiting": cores,
+                    "redis_mb": last["redis_mb"], "calls_per_s_us_per_call": commands})  # fmt: skip
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rates", default="", help="offered events/s, comma-separated")
@@ -157,7 +193,7 @@ def main() -> None:
                         wait_drained(bus)
                 bus.close()
     if args.series and sampler is not None:
-        args.series.write_text(json.dumps(sampler.rows) + "\n")
+        args.series.write_text(json.dumps(summarise(sampler.rows), indent=1) + "\n")
     if args.out:
         result = {"workers": args.workers, "bursts": bursts, "runs": runs}
         args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -221,8 +221,10 @@ class DegradableReads:
             self.last_known.remember_trending(rows)
         return rows
 
-    def seen_events(self, event_ids: Sequence[str]) -> list[bool]:
-        return self.store.seen_events(event_ids)
+    def seen_events(
+        self, event_ids: Sequence[str], times: Sequence[float] | None = None
+    ) -> list[bool]:
+        return self.store.seen_events(event_ids, times)
 
     def put_users(
         self,
@@ -230,8 +232,10 @@ class DegradableReads:
         *,
         applied_events: Sequence[str] = (),
         changed: Mapping[UserId, Collection[str]] | None = None,
+        applied_times: Sequence[float] | None = None,
     ) -> None:
-        self.store.put_users(states, applied_events=applied_events, changed=changed)
+        self.store.put_users(states, applied_events=applied_events, changed=changed,
+                             applied_times=applied_times)  # fmt: skip
 
     def add_item_counts(self, counts: Sequence[ItemCount]) -> None:
         self.store.add_item_counts(counts)

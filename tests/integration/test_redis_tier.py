@@ -128,11 +128,13 @@ class HookedStore(RedisOnlineStore):
         *,
         applied_events: Sequence[str] = (),
         changed: Mapping[UserId, Collection[str]] | None = None,
+        applied_times: Sequence[float] | None = None,
     ) -> None:
         if self.before_write is not None:
             hook, self.before_write = self.before_write, None
             hook()
-        super().put_users(states, applied_events=applied_events, changed=changed)
+        super().put_users(states, applied_events=applied_events, changed=changed,
+                          applied_times=applied_times)  # fmt: skip
 
 
 def die() -> None:
@@ -569,6 +571,34 @@ def test_a_counting_call_failing_on_one_item_counts_the_others_once(redis_url: s
     store.add_item_counts(counts)
     for state in store.get_items(["i0", "i1", "i2"]):
         assert state is not None and state.windows.get("5m", now=T0) == {"click": 1.0}
+
+
+def test_events_near_and_far_from_the_clock_are_found_again_within_the_claim_ttl(
+    redis_url: str,
+) -> None:
+    """Markers go to sets by event time (`features/markers.py`): an event applied, then
+    delivered again up to the claim TTL later, is seen on the user side and not counted
+    again on the item side, however old or new its time, while the clock moves on."""
+    client = redis.Redis.from_url(redis_url)
+    start = time.time()
+    now = [start]
+    store = RedisOnlineStore(client=client, namespace="markers", clock=lambda: now[0])
+    offsets = (-2 * 86400.0, -3000.0, -1200.0, -5.0, 0.0, 30.0, 7200.0)
+    times = [start + offset for offset in offsets]
+    ids = [f"m{k}" for k in range(len(times))]
+    counts = [ItemCount(i, "x", "click", t) for i, t in zip(ids, times, strict=True)]
+    store.put_users([], applied_events=ids, applied_times=times)
+    store.add_item_counts(counts)
+    for later in (0.0, 11.0, 905.0, 1800.0, 3590.0):
+        now[0] = start + later
+        assert store.seen_events(ids, times) == [True] * len(ids), later
+        assert store.seen_events(["new"], [now[0]]) == [False]
+        store.add_item_counts(counts)  # a redelivery: nothing counted twice
+    (state,) = store.get_items(["x"])
+    assert state is not None and state.total_engaged == len(ids)
+    # Without times, ids are placed by the time of applying, and found the same way.
+    store.put_users([], applied_events=["plain"])
+    assert store.seen_events(["plain", "other"]) == [True, False]
 
 
 def test_an_item_counted_in_place_keeps_its_expiry_fresh_and_its_counts_right(

@@ -55,7 +55,9 @@ class SnapshotStore:
             trending=dict(store.top_trending(len(item_ids) + 1)),
         )
 
-    def seen_events(self, event_ids: Sequence[str]) -> list[bool]:
+    def seen_events(
+        self, event_ids: Sequence[str], times: Sequence[float] | None = None
+    ) -> list[bool]:
         return [False] * len(event_ids)
 
     def get_users(self, user_ids: Sequence[UserId]) -> list[UserState | None]:
@@ -73,6 +75,7 @@ class SnapshotStore:
         *,
         applied_events: Sequence[str] = (),
         changed: Mapping[UserId, Collection[str]] | None = None,
+        applied_times: Sequence[float] | None = None,
     ) -> None:
         raise TypeError("SnapshotStore is read-only: a frozen engine applies no events")
 

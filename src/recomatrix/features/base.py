@@ -56,8 +56,12 @@ class OnlineStore(Protocol):
     so their counters only ever grow through atomic `add_item_counts`.
     """
 
-    def seen_events(self, event_ids: Sequence[str]) -> list[bool]:
-        """True for each event id already recorded by `put_users(applied_events=...)`."""
+    def seen_events(
+        self, event_ids: Sequence[str], times: Sequence[float] | None = None
+    ) -> list[bool]:
+        """True for each event id already recorded by `put_users(applied_events=...)`.
+        `times`: each event's time, as given to `put_users(applied_times=...)` (a store may
+        place an id's record by it; give both or neither)."""
         ...
 
     def get_users(self, user_ids: Sequence[UserId]) -> list[UserState | None]:
@@ -70,11 +74,13 @@ class OnlineStore(Protocol):
         *,
         applied_events: Sequence[str] = (),
         changed: Mapping[UserId, Collection[str]] | None = None,
+        applied_times: Sequence[float] | None = None,
     ) -> None:
         """Store user states and record `applied_events` as applied, in one atomic write.
 
         `changed` (user id -> field names) says which fields of a state changed since it was
-        read; a store may write only those. Users it does not name are written whole."""
+        read; a store may write only those. Users it does not name are written whole.
+        `applied_times`: the applied events' times (see `seen_events`)."""
         ...
 
     def get_items(self, item_ids: Sequence[ItemId]) -> list[ItemState | None]:

@@ -41,7 +41,9 @@ class MemoryOnlineStore:
         # False only while nobody reads (bulk bootstrap): item writes then mutate in place.
         self.copy_on_write = True
 
-    def seen_events(self, event_ids: Sequence[str]) -> list[bool]:
+    def seen_events(
+        self, event_ids: Sequence[str], times: Sequence[float] | None = None
+    ) -> list[bool]:
         with self._lock:
             return [event_id in self._seen for event_id in event_ids]
 
@@ -60,6 +62,7 @@ class MemoryOnlineStore:
         *,
         applied_events: Sequence[str] = (),
         changed: Mapping[UserId, Collection[str]] | None = None,
+        applied_times: Sequence[float] | None = None,
     ) -> None:
         with self._lock:
             for state in states:

@@ -13,14 +13,17 @@ Keys (`rx` is the namespace; braces keep an item's keys in one Redis Cluster slo
                                  cluster: in the item's slot)
     rx:trending                  sorted set: item -> trending score, capped at `max_trending`
 
-Event-id sets are per time bucket (`claim_ttl_s / MARKER_BUCKETS` wide) and expire whole,
-`claim_ttl_s` after their bucket ends, so a batch adds its ids with one command per set
-instead of one key per event. Item counters are shared by every stream worker, so they are
-never read-modified-written by Python: `ITEM_COUNT_LUA` adds a batch's counts (summed per
-field and 10 s bucket) inside Redis, atomically per item, unless the item counted one of its
-events already. Users are partitioned across workers by the bus, so their states are put
-together with the applied-event ids by one script (`PUT_USERS_LUA`), and only the fields a
-batch changed: a heavy user's watched and skipped maps are not rewritten for an impression.
+Event-id sets are per time bucket and expire whole, at least `claim_ttl_s` after the last
+id they may take, so a batch adds its ids with one command per set instead of one key per
+event. The bucket `b` is `f<10 s of the event's time>` for events near the clock, else one
+of the time of applying (`features/markers.py`): a redelivered event is looked for in one
+small set, not in every set of the claim TTL. Item counters are shared by every stream
+worker, so they are never read-modified-written by Python: `ITEM_COUNT_LUA` adds a batch's
+counts (summed per field and 10 s bucket) inside Redis, atomically per item, unless the
+item counted one of its events already. Users are partitioned across workers by the bus,
+so their states are put together with the applied-event ids by one script
+(`PUT_USERS_LUA`), and only the fields a batch changed: a heavy user's watched and skipped
+maps are not rewritten for an impression.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import threading
 import time
 import zlib
 from collections import defaultdict
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, cast
 
 import msgpack  # type: ignore[import-untyped]  # ships no type information
@@ -38,6 +41,7 @@ import redis
 from recomatrix.backends import split_url_options
 from recomatrix.features.base import Fence, ItemCount, LeaseLost, distinct_counts
 from recomatrix.features.codec import decode_item, decode_user_fields, encode_user_fields
+from recomatrix.features.markers import FINE_S, MarkerPlan, Slot
 from recomatrix.features.redis_lua import ITEM_COUNT_LUA, PUT_USERS_LUA
 from recomatrix.features.resp import connect, key_namespace
 from recomatrix.features.state import ENGAGED, ItemState, UserState
@@ -45,11 +49,10 @@ from recomatrix.features.windows import FIELD_INDEX, FIELDS, WINDOWS
 from recomatrix.types import ItemId, UserId
 
 _DAY_S = 86400.0
-# Applied-event markers go to sets per (shard, time bucket): one SADD per shard a batch,
-# and a set expires whole, `claim_ttl_s` after its bucket ends. A marker therefore lives
-# between `claim_ttl_s` and `claim_ttl_s` * (1 + 1 / MARKER_BUCKETS).
+# Applied-event markers go to sets per (shard, time bucket, `features/markers.py`): one
+# SADD per shard and bucket a batch, and a set expires whole, at least `claim_ttl_s` after
+# the last marker it may take.
 MARKER_SHARDS = 8  # sets per bucket: spreads the markers over a cluster's nodes
-MARKER_BUCKETS = 2  # buckets per claim TTL: seen_events reads this many sets + 1 per shard
 ITEMS_PER_SCRIPT = 32  # items per counting script: Redis serves other clients in between
 
 
@@ -85,6 +88,7 @@ class RedisOnlineStore:
         max_trending: int = 10_000,
         decoded_items: int = 10_000,
         fence: Fence | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.client, self.namespace, self.fence = client, key_namespace(namespace), fence
         for name, value in (("user_ttl_s", user_ttl_s), ("item_ttl_s", item_ttl_s),
@@ -97,7 +101,7 @@ class RedisOnlineStore:
         self._cluster = isinstance(client, redis.RedisCluster)
         self._count_sha = client.script_load(ITEM_COUNT_LUA)
         self._put_users_script = client.register_script(PUT_USERS_LUA)
-        self._marker_width_s = claim_ttl_s / MARKER_BUCKETS
+        self._markers, self._clock = MarkerPlan(claim_ttl_s), clock
         # item -> (blob, decoded state): an unchanged item keeps its ItemStats cache. Keyed
         # by the item, not the blob: hashing 300 new ~1 KB blobs per fetch cost a quarter of
         # a millisecond, comparing each with the cached one (memcmp) a few microseconds.
@@ -112,20 +116,33 @@ class RedisOnlineStore:
         base, options = split_url_options("online store", url, URL_OPTIONS)
         return cls(client=connect(base), fence=fence, **options)
 
-    def seen_events(self, event_ids: Sequence[str]) -> list[bool]:
+    def seen_events(
+        self, event_ids: Sequence[str], times: Sequence[float] | None = None
+    ) -> list[bool]:
+        """With `times` (each event's time), the sets `put_users` with the same times wrote
+        to (`MarkerPlan.lookup`); without, those of the time of applying."""
         if not event_ids:
             return []
-        by_shard = self._by_shard(event_ids)
+        now = self._clock()
+        coarse = self._markers.coarse_live(now)
+        lookups: dict[int, list[str]] = {}  # fine bucket of the event's time -> sets
+        by_key: dict[str, list[str]] = defaultdict(list)
+        for k, event_id in enumerate(event_ids):
+            suffixes = coarse
+            if times is not None:
+                bucket = int(times[k] // FINE_S)
+                suffixes = lookups.get(bucket) or lookups.setdefault(
+                    bucket, self._markers.lookup(times[k], now)
+                )
+            shard = _shard(event_id)
+            for suffix in suffixes:
+                by_key[self._marker_key(shard, suffix)].append(event_id)
         pipe = self.client.pipeline(transaction=False)
-        buckets = self._live_buckets()
-        for shard, ids in by_shard.items():
-            for bucket in buckets:
-                pipe.smismember(self._marker_key(shard, bucket), ids)
-        replies = iter(pipe.execute())
+        for key, ids in by_key.items():
+            pipe.smismember(key, ids)
         seen: set[str] = set()
-        for ids in by_shard.values():
-            for _ in buckets:
-                seen.update(i for i, hit in zip(ids, next(replies), strict=True) if hit)
+        for ids, hits in zip(by_key.values(), pipe.execute(), strict=True):
+            seen.update(i for i, hit in zip(ids, hits, strict=True) if hit)
         return [event_id in seen for event_id in event_ids]
 
     def get_users(self, user_ids: Sequence[UserId]) -> list[UserState | None]:
@@ -146,30 +163,30 @@ class RedisOnlineStore:
         *,
         applied_events: Sequence[str] = (),
         changed: Mapping[UserId, Collection[str]] | None = None,
+        applied_times: Sequence[float] | None = None,
     ) -> None:
+        """`applied_times`: each applied event's time, which places its marker
+        (`seen_events` must be given the same)."""
         if not states and not applied_events:
             return
         users = [_UserWrite(self._user_key(s.user_id), s, None if changed is None else
                             changed.get(s.user_id)) for s in states]  # fmt: skip
         users = [user for user in users if user.fields]
-        bucket = self._live_buckets()[0]
-        expire_at_ms = self._expiry_ms(bucket)
-        markers = [(self._marker_key(shard, bucket), ids)
-                   for shard, ids in self._by_shard(applied_events).items()]  # fmt: skip
+        markers = self._markers_of(applied_events, applied_times)
         leases = self._leases(states)
         if self._cluster:
-            self._put_users_pipelined(users, markers, expire_at_ms, leases)
+            self._put_users_pipelined(users, markers, leases)
             return
-        keys = [user.key for user in users] + [key for key, _ in markers] + leases
+        keys = [user.key for user in users] + [key for key, _, _ in markers] + leases
         holder = "" if self.fence is None else self.fence.holder
         while True:  # one script: the users and their markers, atomically
-            args: list[Any] = [self.user_ttl_ms, len(users), expire_at_ms, len(leases), holder]
+            args: list[Any] = [self.user_ttl_ms, len(users), len(leases), holder]
             for user in users:
                 args += (2 * len(user.fields), int(user.whole))
                 for name, value in user.fields.items():
                     args += (name, value)
-            for _, ids in markers:
-                args += [len(ids), *ids]
+            for _, expire_at_ms, ids in markers:
+                args += [expire_at_ms, len(ids), *ids]
             try:
                 answer = self._put_users_script(keys=keys, args=args)
             except redis.exceptions.ResponseError as error:
@@ -181,6 +198,25 @@ class RedisOnlineStore:
             for position in answer:  # hashes gone since they were read: write them whole
                 users[int(position) - 1].write_whole()
 
+    def _markers_of(
+        self, event_ids: Sequence[str], times: Sequence[float] | None
+    ) -> list[tuple[str, int, list[str]]]:
+        """(set key, its expiry in unix ms, ids) of the applied-event markers to write."""
+        now = self._clock()
+        coarse = self._markers.coarse_write(now)
+        slots: dict[int, Slot] = {}  # fine bucket of the event's time -> its set
+        by_key: dict[str, tuple[int, list[str]]] = {}
+        for k, event_id in enumerate(event_ids):
+            slot = coarse
+            if times is not None:
+                bucket = int(times[k] // FINE_S)
+                slot = slots.get(bucket) or slots.setdefault(
+                    bucket, self._markers.write(times[k], now)
+                )
+            key = self._marker_key(_shard(event_id), slot.suffix)
+            by_key.setdefault(key, (slot.expire_at_ms, []))[1].append(event_id)
+        return [(key, expiry, ids) for key, (expiry, ids) in by_key.items()]
+
     def _leases(self, states: Sequence[UserState]) -> list[str]:
         """The lease keys the fence requires for writing these users (none without one)."""
         if self.fence is None:
@@ -190,8 +226,7 @@ class RedisOnlineStore:
     def _put_users_pipelined(
         self,
         users: list[_UserWrite],
-        markers: list[tuple[str, list[str]]],
-        expire_at_ms: int,
+        markers: list[tuple[str, int, list[str]]],
         leases: list[str],
     ) -> None:
         """`put_users` on a cluster, where the keys sit in many slots: not atomic."""
@@ -212,7 +247,7 @@ class RedisOnlineStore:
         for user in users:
             pipe.hset(user.key, mapping=cast(Mapping[Any, Any], user.fields))
             pipe.pexpire(user.key, self.user_ttl_ms)
-        for key, ids in markers:
+        for key, expire_at_ms, ids in markers:
             pipe.sadd(key, *ids)
             pipe.pexpireat(key, expire_at_ms)
         pipe.execute()
@@ -267,24 +302,27 @@ class RedisOnlineStore:
         On one server a call's items share the counted-events sets `rx:ic:<b>`, their ids
         prefixed by the item (`_member_prefix`: an event counts once per item). On a cluster
         the items' keys sit in different slots: one item a call, with its own sets
-        `rx:i:{item}:counted:<b>`.
+        `rx:i:{item}:counted:<b>`. Which sets an id is looked for in and written to follows
+        its event's time (`_CallMarkers`).
         """
-        buckets = self._live_buckets()
-        expire_at_ms = self._expiry_ms(buckets[0])
+        now = self._clock()
         per_call = 1 if self._cluster else ITEMS_PER_SCRIPT
         pipe = self.client.pipeline(transaction=False)
         for start in range(0, len(items), per_call):
             chunk = items[start : start + per_call]
+            markers = _CallMarkers(self._markers, now)
+            batch = [_summed(by_item[i], "" if self._cluster else _member_prefix(i),
+                             markers.group_of) for i in chunk]  # fmt: skip
             if self._cluster:
                 own = self._item_key(chunk[0])
-                keys = [f"{own}:counted:{bucket}" for bucket in buckets]
+                keys = [f"{own}:counted:{suffix}" for suffix in markers.suffixes]
             else:
-                keys = [self._counted_key(bucket) for bucket in buckets]
+                keys = [self._counted_key(suffix) for suffix in markers.suffixes]
+            sets = len(keys)
             keys += [self._item_key(item_id) for item_id in chunk]
-            batch = [_summed(by_item[i], "" if self._cluster else _member_prefix(i)) for i in chunk]
             pipe.execute_command(  # not pipe.evalsha: cluster pipelines refuse that name
                 "EVALSHA", self._count_sha, len(keys), *keys,
-                self.item_ttl_ms, expire_at_ms, len(buckets), msgpack.packb(batch),
+                self.item_ttl_ms, sets, msgpack.packb([markers.groups, batch]),
             )  # fmt: skip
         answers = [answer for call in pipe.execute() for answer in call]
         if self._cluster:
@@ -293,26 +331,25 @@ class RedisOnlineStore:
                 for item_id, counted in zip(items, answers, strict=True)]  # fmt: skip
 
     def delete_items(self, item_ids: Sequence[ItemId]) -> None:
-        """Drop the items' counters and trending score. On a cluster their counted event ids
-        go too; on one server those live in the sets every item shares, and stay until they
-        expire (`forget_counted_events` drops them all)."""
+        """Drop the items' counters and trending score. The event ids they counted stay
+        until their sets expire (on one server they live in sets every item shares;
+        `forget_counted_events` drops them all)."""
         if not item_ids:
             return
         pipe = self.client.pipeline(transaction=not self._cluster)
-        buckets = self._live_buckets() if self._cluster else []
         for item_id in item_ids:
-            key = self._item_key(item_id)
-            for name in (key, *(f"{key}:counted:{bucket}" for bucket in buckets)):
-                pipe.delete(name)  # one key per call: cluster pipelines refuse several
+            pipe.delete(self._item_key(item_id))  # one key per call: cluster pipelines
         pipe.zrem(self._trending_key, *item_ids)
         pipe.execute()
 
     def forget_counted_events(self) -> None:
         """Forget which events the items counted, on one server (a cluster keeps them per
-        item: `delete_items`). Only while nothing counts: a deploy that re-seeds every
+        item, until they expire). Only while nothing counts: a deploy that re-seeds every
         item's counters from the log counts the same event ids again."""
         if not self._cluster:
-            self.client.delete(*(self._counted_key(bucket) for bucket in self._live_buckets()))
+            keys = list(self.client.scan_iter(match=self._counted_key("*"), count=1000))
+            for start in range(0, len(keys), 1000):
+                self.client.delete(*keys[start : start + 1000])
 
     def set_trending(self, scores: Mapping[ItemId, float]) -> None:
         hot = {item_id: score for item_id, score in scores.items() if score > 0}
@@ -353,26 +390,10 @@ class RedisOnlineStore:
                 self._decoded[item_id] = (blob, state)
         return state
 
-    def _live_buckets(self) -> list[int]:
-        """Marker buckets that may hold unexpired markers, the current one first."""
-        current = int(time.time() // self._marker_width_s)
-        return [current - k for k in range(MARKER_BUCKETS + 1)]
-
-    def _expiry_ms(self, bucket: int) -> int:
-        """When a marker set expires: `claim_ttl_s` after the last marker it may take."""
-        return int(((bucket + 1) * self._marker_width_s + self.claim_ttl_s) * 1000)
-
-    @staticmethod
-    def _by_shard(event_ids: Sequence[str]) -> dict[int, list[str]]:
-        by_shard: dict[int, list[str]] = defaultdict(list)
-        for event_id in event_ids:
-            by_shard[zlib.crc32(event_id.encode()) % MARKER_SHARDS].append(event_id)
-        return by_shard
-
-    def _marker_key(self, shard: int, bucket: int) -> str:
+    def _marker_key(self, shard: int, bucket: str) -> str:
         return f"{self.namespace}:e:{{{shard}}}:{bucket}"
 
-    def _counted_key(self, bucket: int) -> str:
+    def _counted_key(self, bucket: str) -> str:
         """One server: the set of (item, event id) the items counted in time bucket b."""
         return f"{self.namespace}:ic:{bucket}"
 
@@ -411,11 +432,47 @@ URL_OPTIONS: dict[str, Any] = {
 }
 
 
-def _summed(counts: Sequence[ItemCount], prefix: str) -> list[Any]:
+class _CallMarkers:
+    """The counted-events sets one ITEM_COUNT_LUA call looks in and writes to (`suffixes`,
+    in KEYS order), and its groups: the ids of events in one 10 s of event time share them
+    (`groups`, 1-based: [the set written, its expiry in unix ms, the sets looked in])."""
+
+    def __init__(self, plan: MarkerPlan, now: float) -> None:
+        self.plan, self.now = plan, now
+        self.suffixes: dict[str, int] = {}
+        self.groups: list[list[Any]] = []
+        self._group_of_bucket: dict[int, int] = {}
+
+    def group_of(self, ts: float) -> int:
+        bucket = int(ts // FINE_S)
+        group = self._group_of_bucket.get(bucket)
+        if group is None:
+            slot = self.plan.write(ts, self.now)
+            looked = [self._index(suffix) for suffix in self.plan.lookup(ts, self.now)]
+            self.groups.append([self._index(slot.suffix), slot.expire_at_ms, looked])
+            group = self._group_of_bucket[bucket] = len(self.groups)
+        return group
+
+    def _index(self, suffix: str) -> int:
+        return self.suffixes.setdefault(suffix, len(self.suffixes) + 1)
+
+
+def _shard(event_id: str) -> int:
+    """Which of the `MARKER_SHARDS` sets of a bucket an applied event's marker goes to."""
+    return zlib.crc32(event_id.encode()) % MARKER_SHARDS
+
+
+def _summed(
+    counts: Sequence[ItemCount], prefix: str, group_of: Callable[[float], int]
+) -> list[Any]:
     """One item's counts for ITEM_COUNT_LUA: total engaged, newest time, its event ids
-    (after `prefix`), and (field, time, amount) per field and 10 s bucket (a bucket of every
-    wider window too)."""
-    ids = list(dict.fromkeys(prefix + c.event_id for c in counts))
+    (after `prefix`), (field, time, amount) per field and 10 s bucket (a bucket of every
+    wider window too), and each id's group of marker sets (`group_of` its event's time)."""
+    groups: dict[str, int] = {}
+    for c in counts:
+        if prefix + c.event_id not in groups:
+            groups[prefix + c.event_id] = group_of(c.ts)
+    ids = list(groups)
     if len(ids) < len(counts):  # watch time shares its event's id, or a row came twice
         counts = distinct_counts(counts)
     finest = WINDOWS[0]
@@ -427,7 +484,7 @@ def _summed(counts: Sequence[ItemCount], prefix: str) -> list[Any]:
     for (field, _), (amount, ts) in sums.items():
         values += [field, ts, amount]
     engaged = sum(c.amount for c in counts if c.field in ENGAGED)
-    return [engaged, max(c.ts for c in counts), ids, values]
+    return [engaged, max(c.ts for c in counts), ids, values, list(groups.values())]
 
 
 def _member_prefix(item_id: ItemId) -> str:

@@ -12,23 +12,26 @@ from recomatrix.features.codec import HEADER
 from recomatrix.features.windows import FIELDS, ROW, WINDOWS
 
 # Adds counts to a few items, each atomically and all or nothing: if any of an item's
-# event ids is in one of the call's counted-events sets, that item is left unchanged and
+# event ids is in the counted-events sets looked in for it, that item is left unchanged and
 # answers those ids (the caller sends the rest again); otherwise its ids are recorded and
 # its counts added. Only the rows the counts land in and the rows that left their window
-# are decoded; the other rows are copied as bytes. KEYS: the S counted-events sets still
-# alive, the current one (which takes the ids) first, then per item its blob. The sets
-# are shared by the call's items (one check per set for all their ids: a Redis call from
-# Lua costs about a microsecond), so ids must name their item where a call has several.
-# ARGV: item TTL (ms), the current set's expiry (unix ms), S, then msgpack of a list with,
-# per item: amount added to total_engaged, newest event time, ids, and a flat list of
-# (field index, event time, amount) per count. Answers, per item, the ids counted before.
+# are decoded; the other rows are copied as bytes. KEYS: the S counted-events sets the
+# call reads or writes, then per item its blob. The sets are shared by the call's items
+# (one check per set for all their ids: a Redis call from Lua costs about a microsecond),
+# so ids must name their item where a call has several. Each id belongs to a group (the
+# ids of one 10 s of event time, `features/markers.py`): the set it is recorded in, that
+# set's expiry (unix ms) and the sets it is looked for in. ARGV: item TTL (ms), S, then
+# msgpack of [groups, items]: per group [set index, expiry, [set indices]]; per item:
+# amount added to total_engaged, newest event time, ids, a flat list of (field index,
+# event time, amount) per count, and each id's group. Answers, per item, the ids counted
+# before.
 ITEM_COUNT_LUA = Template("""
 local NF, NW = $fields, $windows
 local WIDTH, SPAN = {$widths}, {$spans}
 local HEADER, ROW = '$header', '$row'
 local HEADER_SIZE, ROW_SIZE = $header_size, $row_size
 local CHUNK = 2000  -- arguments per variadic call, well under Lua's stack limit
-local TTL, EXPIRE_AT, SETS = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local TTL, SETS = ARGV[1], tonumber(ARGV[2])
 -- An update in place pushes the expiry back only when it moves the item's newest event
 -- time into a new tenth of the TTL, or not forward at all (see `add_in_place`).
 local REFRESH_S = tonumber(TTL) / 10000
@@ -41,17 +44,29 @@ local function f32(x)
   return (unpack_struct('<f', pack('<f', x)))
 end
 
-local function already_counted(sets, ids)
-  local counted = {}
+-- Marks in `counted` the ids of `ids` that the set holds.
+local function look_up(set, ids, counted)
   for s = 1, #ids, CHUNK do
     local chunk = {unpack(ids, s, math.min(#ids, s + CHUNK - 1))}
-    for _, set in ipairs(sets) do
-      for i, hit in ipairs(call('SMISMEMBER', set, unpack(chunk))) do
-        if hit == 1 then counted[chunk[i]] = true end
-      end
+    for i, hit in ipairs(call('SMISMEMBER', set, unpack(chunk))) do
+      if hit == 1 then counted[chunk[i]] = true end
     end
   end
-  return counted
+end
+
+-- group -> list of ids, from per-item id lists and their parallel group lists
+local function by_group(lists)
+  local grouped = {}
+  for _, pair in ipairs(lists) do
+    local ids, groups = pair[1], pair[2]
+    for j, id in ipairs(ids) do
+      local g = groups[j]
+      local list = grouped[g]
+      if not list then list = {}; grouped[g] = list end
+      list[#list + 1] = id
+    end
+  end
+  return grouped
 end
 
 -- window -> bucket -> row index of the field -> amount
@@ -186,15 +201,18 @@ local function add_counts(key, engaged, newest, values)
   redis.call('SET', key, struct.pack(HEADER, unpack(h)) .. table.concat(parts), 'PX', TTL)
 end
 
-local items, sets = cmsgpack.unpack(ARGV[4]), {unpack(KEYS, 1, SETS)}
-local ids = {}
-for _, item in ipairs(items) do
-  for _, id in ipairs(item[3]) do ids[#ids + 1] = id end
+local call_data = cmsgpack.unpack(ARGV[3])
+local groups, items = call_data[1], call_data[2]
+local all = {}
+for i, item in ipairs(items) do all[i] = {item[3], item[5]} end
+local seen = {}
+for g, ids in pairs(by_group(all)) do
+  for _, s in ipairs(groups[g][3]) do look_up(KEYS[s], ids, seen) end
 end
 -- An item whose counting fails (a corrupt blob, a key of another type) is left unchanged
 -- and its ids unrecorded; the others' ids are recorded with their counts, then the call
 -- fails (a script's writes are not rolled back): a retry counts only what is missing.
-local seen, answers, fresh, failed = already_counted(sets, ids), {}, {}, nil
+local answers, fresh, failed = {}, {}, nil
 for i, item in ipairs(items) do
   local counted = {}
   for _, id in ipairs(item[3]) do
@@ -203,7 +221,7 @@ for i, item in ipairs(items) do
   if #counted == 0 then
     local ok, err = pcall(add_counts, KEYS[SETS + i], item[1], item[2], item[4])
     if ok then
-      for _, id in ipairs(item[3]) do fresh[#fresh + 1] = id end
+      fresh[#fresh + 1] = {item[3], item[5]}
     else
       if type(err) == 'table' then err = err.err end
       failed = failed or (KEYS[SETS + i] .. ': ' .. tostring(err))
@@ -211,10 +229,13 @@ for i, item in ipairs(items) do
   end
   answers[i] = counted
 end
-for s = 1, #fresh, CHUNK do
-  redis.call('SADD', sets[1], unpack(fresh, s, math.min(#fresh, s + CHUNK - 1)))
+for g, ids in pairs(by_group(fresh)) do
+  local set = KEYS[groups[g][1]]
+  for s = 1, #ids, CHUNK do
+    call('SADD', set, unpack(ids, s, math.min(#ids, s + CHUNK - 1)))
+  end
+  call('PEXPIREAT', set, string.format('%d', groups[g][2]))
 end
-if #fresh > 0 then redis.call('PEXPIREAT', sets[1], EXPIRE_AT) end
 if failed then return redis.error_reply('ITEM COUNT FAILED ' .. failed) end
 return answers
 """).substitute(
@@ -231,18 +252,18 @@ return answers
 
 # Puts user state fields and records their batch's applied events, in one atomic script.
 # KEYS: user keys, then marker sets, then f lease keys (the fence). ARGV: user TTL (ms),
-# number of users n, marker sets' expiry (unix ms), f, the fence's holder, then per user:
-# the number of values m, 1 if they are all its fields (else 0), m values (field, value
-# pairs); then per marker set: the number of ids, the ids.
+# number of users n, f, the fence's holder, then per user: the number of values m, 1 if
+# they are all its fields (else 0), m values (field, value pairs); then per marker set:
+# its expiry (unix ms), the number of ids, the ids.
 # A lease not held by the holder fails the script before it writes anything (FENCED).
 # Some fields of a user whose hash is gone (evicted, deleted) would leave a hash of just
 # those: then it writes nothing and answers those users' positions (1-based), for the
 # caller to send them whole; otherwise it answers n.
 PUT_USERS_LUA = """
-local n, f, first = tonumber(ARGV[2]), tonumber(ARGV[4]), 6
+local n, f, first = tonumber(ARGV[2]), tonumber(ARGV[3]), 5
 for k = #KEYS - f + 1, #KEYS do
-  if redis.call('GET', KEYS[k]) ~= ARGV[5] then
-    return redis.error_reply('FENCED ' .. KEYS[k] .. ' is not held by ' .. ARGV[5])
+  if redis.call('GET', KEYS[k]) ~= ARGV[4] then
+    return redis.error_reply('FENCED ' .. KEYS[k] .. ' is not held by ' .. ARGV[4])
   end
 end
 local missing, a = {}, first
@@ -261,12 +282,12 @@ for i = 1, n do
   a = a + count + 2
 end
 for k = n + 1, #KEYS - f do
-  local count = tonumber(ARGV[a])
-  for s = a + 1, a + count, 2000 do
-    redis.call('SADD', KEYS[k], unpack(ARGV, s, math.min(a + count, s + 1999)))
+  local expire_at, count = ARGV[a], tonumber(ARGV[a + 1])
+  for s = a + 2, a + count + 1, 2000 do
+    redis.call('SADD', KEYS[k], unpack(ARGV, s, math.min(a + count + 1, s + 1999)))
   end
-  redis.call('PEXPIREAT', KEYS[k], ARGV[3])
-  a = a + count + 1
+  redis.call('PEXPIREAT', KEYS[k], expire_at)
+  a = a + count + 2
 end
 return n
 """

@@ -112,7 +112,7 @@ class StreamProcessor:
         in partitions it holds and their states may come from and go to `self.users`.
         `count_items=False`: the caller adds the item counts later (`flush`)."""
         unique = list({e.event_id: e for e in events}.values())
-        seen = self.store.seen_events([e.event_id for e in unique])
+        seen = self.store.seen_events([e.event_id for e in unique], [e.ts for e in unique])
         fresh = [e for e, old in zip(unique, seen, strict=True) if not old]
         if not fresh:
             return []
@@ -130,7 +130,10 @@ class StreamProcessor:
         if count_items:
             self.store.add_item_counts(item_counts(fresh))
         self.store.put_users(
-            list(users.values()), applied_events=[e.event_id for e in fresh], changed=changed
+            list(users.values()),
+            applied_events=[e.event_id for e in fresh],
+            applied_times=[e.ts for e in fresh],
+            changed=changed,
         )
         if self.users is not None and consumed:
             self.users.put(users.values())
