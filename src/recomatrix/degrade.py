@@ -222,7 +222,7 @@ class DegradableReads:
         return rows
 
     def seen_events(
-        self, event_ids: Sequence[str], times: Sequence[float] | None = None
+        self, event_ids: Sequence[str], times: Sequence[float | None] | None = None
     ) -> list[bool]:
         return self.store.seen_events(event_ids, times)
 
@@ -232,7 +232,7 @@ class DegradableReads:
         *,
         applied_events: Sequence[str] = (),
         changed: Mapping[UserId, Collection[str]] | None = None,
-        applied_times: Sequence[float] | None = None,
+        applied_times: Sequence[float | None] | None = None,
     ) -> None:
         self.store.put_users(states, applied_events=applied_events, changed=changed,
                              applied_times=applied_times)  # fmt: skip

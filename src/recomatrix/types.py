@@ -57,6 +57,10 @@ class Event(msgspec.Struct, frozen=True, gc=False):
     ts: float
     watch_seconds: float = 0.0
     context: Mapping[str, str] | None = None
+    # False when the HTTP API stamped `ts` on arrival (the client gave none): a client's
+    # retry of it then has another time, so the Redis tier places its applied-event record
+    # by the time of applying, not by `ts` (`features/markers.py`).
+    ts_given: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -192,3 +192,27 @@ def test_health_ready_metrics_and_openapi(http: httpx.Client, world: World) -> N
         assert f'recomatrix_stage_seconds_bucket{{le="0.001",stage="{stage}"}}' in metrics
     assert http.get("/docs").status_code == 200
     assert "/v1/recommendations/{user_id}" in http.get("/openapi.json").json()["paths"]
+
+
+def test_an_event_posted_without_a_time_is_marked_as_stamped_by_the_server(
+    engine: Engine, world: World, monkeypatch: Any
+) -> None:
+    """The server stamps a missing `ts` on arrival, so a client's retry of the event gets
+    another time: the event says so (`ts_given`), and the Redis tier then finds the retry
+    by the time of applying, not by `ts` (features/markers.py)."""
+    from fastapi.testclient import TestClient
+
+    from recomatrix.server.app import create_app
+    from recomatrix.types import Event
+
+    taken: list[Event] = []
+    monkeypatch.setattr(engine, "ingest", lambda events: taken.extend(events) or len(events))
+    item = world.items[0].item_id
+    with TestClient(create_app(engine)) as client:
+        answer = client.post("/v1/events", json={"events": [
+            {"event_id": "stamped", "user_id": "u-ts", "item_id": item, "type": "click"},
+            {"event_id": "timed", "user_id": "u-ts", "item_id": item, "type": "click",
+             "ts": 1_700_000_000.0},
+        ]})  # fmt: skip
+    assert answer.status_code == 202
+    assert [(e.event_id, e.ts_given) for e in taken] == [("stamped", False), ("timed", True)]

@@ -128,7 +128,7 @@ class HookedStore(RedisOnlineStore):
         *,
         applied_events: Sequence[str] = (),
         changed: Mapping[UserId, Collection[str]] | None = None,
-        applied_times: Sequence[float] | None = None,
+        applied_times: Sequence[float | None] | None = None,
     ) -> None:
         if self.before_write is not None:
             hook, self.before_write = self.before_write, None
@@ -541,13 +541,17 @@ def test_item_counts_wait_for_the_interval_only_when_waiting_merges_them(redis_u
     assert clicked() == 300 and bus.lag(processor.group) == 0
 
 
-def test_seeding_the_same_log_twice_counts_it_once(redis_url: str) -> None:
-    """A deploy re-seeds every item from the log into a Redis that counted it before."""
+@pytest.mark.parametrize("backend", ["redis_url", "redis_cluster_url"])
+def test_seeding_the_same_log_twice_counts_it_once(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    """A deploy re-seeds every item from the log into a Redis that counted it before (on a
+    cluster the counted ids sit in each item's own sets)."""
     events = synthetic_events(600, users=10, items=20, seed=5)
     source = StreamProcessor(bus=MemoryEventBus(), store=MemoryOnlineStore(),
                              item_vector=ITEM_VECTORS.get)  # fmt: skip
     source.apply(events)
-    target = RedisOnlineStore.from_url(redis_url)
+    target = RedisOnlineStore.from_url(request.getfixturevalue(backend))
     users, items = sorted({e.user_id for e in events}), sorted({e.item_id for e in events})
     for _ in range(2):
         seed_redis(source=source.store, target=target, users=users, items=items, events=events)
@@ -599,6 +603,25 @@ def test_events_near_and_far_from_the_clock_are_found_again_within_the_claim_ttl
     # Without times, ids are placed by the time of applying, and found the same way.
     store.put_users([], applied_events=["plain"])
     assert store.seen_events(["plain", "other"]) == [True, False]
+
+
+def test_a_retry_of_an_event_the_server_timed_is_applied_once(redis_url: str) -> None:
+    """An event the HTTP API stamped with its own clock (`ts_given` False) comes back from a
+    client's retry with a later time: its records are placed by the time of applying, so
+    the retry is still found, on the user side and the item side."""
+    client = redis.Redis.from_url(redis_url)
+    store = RedisOnlineStore(client=client, namespace="stamped")
+    processor = StreamProcessor(bus=MemoryEventBus(), store=store,
+                                item_vector=ITEM_VECTORS.get)  # fmt: skip
+    first = time.time()
+    for ts in (first, first + 25.0, first + 250.0):  # the client sent it again, twice
+        processor.apply([Event("s-e1", "s-u", "s-i", "click", ts, ts_given=False)])
+    (user,) = store.get_users(["s-u"])
+    (item,) = store.get_items(["s-i"])
+    assert user is not None and user.windows.get("5m", now=first + 250.0) == {"click": 1.0}
+    assert user.history == ["s-i"]
+    assert item is not None and item.total_engaged == 1.0
+    assert store.seen_events(["s-e1"], [None]) == [True]
 
 
 def test_an_item_counted_in_place_keeps_its_expiry_fresh_and_its_counts_right(

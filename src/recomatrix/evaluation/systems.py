@@ -56,7 +56,7 @@ class SnapshotStore:
         )
 
     def seen_events(
-        self, event_ids: Sequence[str], times: Sequence[float] | None = None
+        self, event_ids: Sequence[str], times: Sequence[float | None] | None = None
     ) -> list[bool]:
         return [False] * len(event_ids)
 
@@ -75,7 +75,7 @@ class SnapshotStore:
         *,
         applied_events: Sequence[str] = (),
         changed: Mapping[UserId, Collection[str]] | None = None,
-        applied_times: Sequence[float] | None = None,
+        applied_times: Sequence[float | None] | None = None,
     ) -> None:
         raise TypeError("SnapshotStore is read-only: a frozen engine applies no events")
 

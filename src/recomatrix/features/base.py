@@ -22,6 +22,7 @@ class ItemCount(NamedTuple):
     field: str
     ts: float
     amount: float = 1.0
+    ts_given: bool = True  # the event's `Event.ts_given`: whether `ts` places its record
 
 
 def distinct_counts(counts: Sequence[ItemCount]) -> list[ItemCount]:
@@ -57,11 +58,12 @@ class OnlineStore(Protocol):
     """
 
     def seen_events(
-        self, event_ids: Sequence[str], times: Sequence[float] | None = None
+        self, event_ids: Sequence[str], times: Sequence[float | None] | None = None
     ) -> list[bool]:
         """True for each event id already recorded by `put_users(applied_events=...)`.
         `times`: each event's time, as given to `put_users(applied_times=...)` (a store may
-        place an id's record by it; give both or neither)."""
+        place an id's record by it; give both or neither; None for an event whose time a
+        retry would not repeat)."""
         ...
 
     def get_users(self, user_ids: Sequence[UserId]) -> list[UserState | None]:
@@ -74,7 +76,7 @@ class OnlineStore(Protocol):
         *,
         applied_events: Sequence[str] = (),
         changed: Mapping[UserId, Collection[str]] | None = None,
-        applied_times: Sequence[float] | None = None,
+        applied_times: Sequence[float | None] | None = None,
     ) -> None:
         """Store user states and record `applied_events` as applied, in one atomic write.
 

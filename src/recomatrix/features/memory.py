@@ -42,7 +42,7 @@ class MemoryOnlineStore:
         self.copy_on_write = True
 
     def seen_events(
-        self, event_ids: Sequence[str], times: Sequence[float] | None = None
+        self, event_ids: Sequence[str], times: Sequence[float | None] | None = None
     ) -> list[bool]:
         with self._lock:
             return [event_id in self._seen for event_id in event_ids]
@@ -62,7 +62,7 @@ class MemoryOnlineStore:
         *,
         applied_events: Sequence[str] = (),
         changed: Mapping[UserId, Collection[str]] | None = None,
-        applied_times: Sequence[float] | None = None,
+        applied_times: Sequence[float | None] | None = None,
     ) -> None:
         with self._lock:
             for state in states:

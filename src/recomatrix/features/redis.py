@@ -70,7 +70,8 @@ class RedisOnlineStore:
     another slot, so they are read just before the write (a much narrower window, not none).
 
     Idle users and items expire after `user_ttl_s` / `item_ttl_s`; applied event ids after
-    `claim_ttl_s` to 1.5 x `claim_ttl_s`. Only a batch a worker applied but did not
+    `claim_ttl_s` to ~1.25 x `claim_ttl_s` (up to ~2.3 x for events dated ahead of the
+    clock, `features/markers.py`). Only a batch a worker applied but did not
     acknowledge before it died comes back applied, as soon as another worker takes its
     partition over (the bus lease) or it restarts, and a client retries a batch whose reply
     it lost; the ids must outlive both. A set member costs about 100 bytes (36-character
@@ -117,7 +118,7 @@ class RedisOnlineStore:
         return cls(client=connect(base), fence=fence, **options)
 
     def seen_events(
-        self, event_ids: Sequence[str], times: Sequence[float] | None = None
+        self, event_ids: Sequence[str], times: Sequence[float | None] | None = None
     ) -> list[bool]:
         """With `times` (each event's time), the sets `put_users` with the same times wrote
         to (`MarkerPlan.lookup`); without, those of the time of applying."""
@@ -128,11 +129,12 @@ class RedisOnlineStore:
         lookups: dict[int, list[str]] = {}  # fine bucket of the event's time -> sets
         by_key: dict[str, list[str]] = defaultdict(list)
         for k, event_id in enumerate(event_ids):
+            ts = None if times is None else times[k]
             suffixes = coarse
-            if times is not None:
-                bucket = int(times[k] // FINE_S)
+            if ts is not None:
+                bucket = int(ts // FINE_S)
                 suffixes = lookups.get(bucket) or lookups.setdefault(
-                    bucket, self._markers.lookup(times[k], now)
+                    bucket, self._markers.lookup(ts, now)
                 )
             shard = _shard(event_id)
             for suffix in suffixes:
@@ -163,7 +165,7 @@ class RedisOnlineStore:
         *,
         applied_events: Sequence[str] = (),
         changed: Mapping[UserId, Collection[str]] | None = None,
-        applied_times: Sequence[float] | None = None,
+        applied_times: Sequence[float | None] | None = None,
     ) -> None:
         """`applied_times`: each applied event's time, which places its marker
         (`seen_events` must be given the same)."""
@@ -199,7 +201,7 @@ class RedisOnlineStore:
                 users[int(position) - 1].write_whole()
 
     def _markers_of(
-        self, event_ids: Sequence[str], times: Sequence[float] | None
+        self, event_ids: Sequence[str], times: Sequence[float | None] | None
     ) -> list[tuple[str, int, list[str]]]:
         """(set key, its expiry in unix ms, ids) of the applied-event markers to write."""
         now = self._clock()
@@ -207,12 +209,11 @@ class RedisOnlineStore:
         slots: dict[int, Slot] = {}  # fine bucket of the event's time -> its set
         by_key: dict[str, tuple[int, list[str]]] = {}
         for k, event_id in enumerate(event_ids):
+            ts = None if times is None else times[k]
             slot = coarse
-            if times is not None:
-                bucket = int(times[k] // FINE_S)
-                slot = slots.get(bucket) or slots.setdefault(
-                    bucket, self._markers.write(times[k], now)
-                )
+            if ts is not None:
+                bucket = int(ts // FINE_S)
+                slot = slots.get(bucket) or slots.setdefault(bucket, self._markers.write(ts, now))
             key = self._marker_key(_shard(event_id), slot.suffix)
             by_key.setdefault(key, (slot.expire_at_ms, []))[1].append(event_id)
         return [(key, expiry, ids) for key, (expiry, ids) in by_key.items()]
@@ -332,8 +333,8 @@ class RedisOnlineStore:
 
     def delete_items(self, item_ids: Sequence[ItemId]) -> None:
         """Drop the items' counters and trending score. The event ids they counted stay
-        until their sets expire (on one server they live in sets every item shares;
-        `forget_counted_events` drops them all)."""
+        until their sets expire (`forget_counted_events` drops them all): counting an
+        event again needs both."""
         if not item_ids:
             return
         pipe = self.client.pipeline(transaction=not self._cluster)
@@ -343,13 +344,19 @@ class RedisOnlineStore:
         pipe.execute()
 
     def forget_counted_events(self) -> None:
-        """Forget which events the items counted, on one server (a cluster keeps them per
-        item, until they expire). Only while nothing counts: a deploy that re-seeds every
-        item's counters from the log counts the same event ids again."""
-        if not self._cluster:
-            keys = list(self.client.scan_iter(match=self._counted_key("*"), count=1000))
-            for start in range(0, len(keys), 1000):
-                self.client.delete(*keys[start : start + 1000])
+        """Forget which events the items counted: every counted-events set, found by SCAN
+        (on a cluster, on every master). Only while nothing counts: a deploy that re-seeds
+        every item's counters from the log counts the same event ids again."""
+        if self._cluster:
+            pattern = f"{self.namespace}:i:{{*}}:counted:*"
+        else:
+            pattern = self._counted_key("*")
+        keys = list(self.client.scan_iter(match=pattern, count=1000))
+        for start in range(0, len(keys), 1000):
+            pipe = self.client.pipeline(transaction=False)
+            for key in keys[start : start + 1000]:
+                pipe.delete(key)  # one key per call: cluster pipelines refuse several
+            pipe.execute()
 
     def set_trending(self, scores: Mapping[ItemId, float]) -> None:
         hot = {item_id: score for item_id, score in scores.items() if score > 0}
@@ -441,16 +448,26 @@ class _CallMarkers:
         self.plan, self.now = plan, now
         self.suffixes: dict[str, int] = {}
         self.groups: list[list[Any]] = []
-        self._group_of_bucket: dict[int, int] = {}
+        self._group_of_bucket: dict[int | None, int] = {}  # None: placed by `now`
+        self._group_of_sets: dict[tuple[str, tuple[str, ...]], int] = {}
 
-    def group_of(self, ts: float) -> int:
-        bucket = int(ts // FINE_S)
+    def group_of(self, ts: float, ts_given: bool = True) -> int:
+        bucket = int(ts // FINE_S) if ts_given else None
         group = self._group_of_bucket.get(bucket)
         if group is None:
-            slot = self.plan.write(ts, self.now)
-            looked = [self._index(suffix) for suffix in self.plan.lookup(ts, self.now)]
-            self.groups.append([self._index(slot.suffix), slot.expire_at_ms, looked])
-            group = self._group_of_bucket[bucket] = len(self.groups)
+            if ts_given:
+                slot, looked = self.plan.write(ts, self.now), self.plan.lookup(ts, self.now)
+            else:
+                slot = self.plan.coarse_write(self.now)
+                looked = self.plan.coarse_live(self.now)
+            # Far from the clock, events of many 10 s share the sets of the time of applying.
+            sets = (slot.suffix, tuple(looked))
+            group = self._group_of_sets.get(sets)
+            if group is None:
+                indices = [self._index(suffix) for suffix in looked]
+                self.groups.append([self._index(slot.suffix), slot.expire_at_ms, indices])
+                group = self._group_of_sets[sets] = len(self.groups)
+            self._group_of_bucket[bucket] = group
         return group
 
     def _index(self, suffix: str) -> int:
@@ -463,7 +480,7 @@ def _shard(event_id: str) -> int:
 
 
 def _summed(
-    counts: Sequence[ItemCount], prefix: str, group_of: Callable[[float], int]
+    counts: Sequence[ItemCount], prefix: str, group_of: Callable[[float, bool], int]
 ) -> list[Any]:
     """One item's counts for ITEM_COUNT_LUA: total engaged, newest time, its event ids
     (after `prefix`), (field, time, amount) per field and 10 s bucket (a bucket of every
@@ -471,7 +488,7 @@ def _summed(
     groups: dict[str, int] = {}
     for c in counts:
         if prefix + c.event_id not in groups:
-            groups[prefix + c.event_id] = group_of(c.ts)
+            groups[prefix + c.event_id] = group_of(c.ts, c.ts_given)
     ids = list(groups)
     if len(ids) < len(counts):  # watch time shares its event's id, or a row came twice
         counts = distinct_counts(counts)

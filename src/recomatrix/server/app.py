@@ -179,6 +179,7 @@ def create_app(engine: Engine, *, server: ServerSettings | None = None) -> FastA
                 ts=_epoch(e.ts),
                 watch_seconds=e.watch_seconds,
                 context=e.context,
+                ts_given=e.ts is not None,
             )
             for e in batch.events
         ]

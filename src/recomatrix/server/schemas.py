@@ -47,7 +47,9 @@ class EventIn(BaseModel):
     model_config = BODY
 
     event_id: Id | None = Field(
-        None, description="Idempotency key: the same id is applied once. Generated if absent."
+        None,
+        description="Idempotency key: the same id is applied once (a retry repeats the "
+        "event's ts, if it gave one). Generated if absent.",
     )
     user_id: Id
     item_id: Id

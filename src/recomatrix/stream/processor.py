@@ -112,7 +112,7 @@ class StreamProcessor:
         in partitions it holds and their states may come from and go to `self.users`.
         `count_items=False`: the caller adds the item counts later (`flush`)."""
         unique = list({e.event_id: e for e in events}.values())
-        seen = self.store.seen_events([e.event_id for e in unique], [e.ts for e in unique])
+        seen = self.store.seen_events([e.event_id for e in unique], _placing_times(unique))
         fresh = [e for e, old in zip(unique, seen, strict=True) if not old]
         if not fresh:
             return []
@@ -132,7 +132,7 @@ class StreamProcessor:
         self.store.put_users(
             list(users.values()),
             applied_events=[e.event_id for e in fresh],
-            applied_times=[e.ts for e in fresh],
+            applied_times=_placing_times(fresh),
             changed=changed,
         )
         if self.users is not None and consumed:
@@ -383,3 +383,9 @@ def _trending_score_of(state: ItemState | None, now: float) -> float:
 
 def _event_time(event: Event) -> float:
     return event.ts
+
+
+def _placing_times(events: Sequence[Event]) -> list[float | None]:
+    """The times that place the events' applied records: None where the server stamped
+    `ts` on arrival (a client's retry would have another)."""
+    return [e.ts if e.ts_given else None for e in events]

@@ -104,10 +104,11 @@ def item_counts(events: Iterable[Event]) -> list[ItemCount]:
     """The counters the events add to their items (one per event, plus its watch time)."""
     counts = []
     for event in events:
-        counts.append(ItemCount(event.event_id, event.item_id, event.type, event.ts))
+        counts.append(ItemCount(event.event_id, event.item_id, event.type, event.ts, 1.0,
+                                event.ts_given))  # fmt: skip
         if event.watch_seconds:
             counts.append(ItemCount(event.event_id, event.item_id, "watch_seconds", event.ts,
-                                    event.watch_seconds))  # fmt: skip
+                                    event.watch_seconds, event.ts_given))  # fmt: skip
     return counts
 
 
