@@ -83,8 +83,43 @@ class MarkerPlan:
             suffixes += self.coarse_live(now)
         return suffixes
 
+    def at(self, now: float) -> PlanAt:
+        """The rule at one reading of the clock, for a batch's events."""
+        return PlanAt(self, now)
+
     def _expiry_ms(self, last_write_before_s: float) -> int:
         return int((last_write_before_s + self.claim_ttl_s) * 1000)
+
+
+class PlanAt:
+    """`MarkerPlan.write` and `lookup` at one time `now`, each worked out once per 10 s of
+    event time (a batch's events share a few). A time of None places by `now` alone: an
+    event whose time a client's retry would not repeat (the server stamped it)."""
+
+    def __init__(self, plan: MarkerPlan, now: float) -> None:
+        self.plan, self.now = plan, now
+        self._coarse_write = plan.coarse_write(now)
+        self._coarse_live = plan.coarse_live(now)
+        self._writes: dict[int, Slot] = {}
+        self._lookups: dict[int, list[str]] = {}
+
+    def write(self, ts: float | None) -> Slot:
+        if ts is None:
+            return self._coarse_write
+        bucket = _fine(ts)
+        slot = self._writes.get(bucket)
+        if slot is None:
+            slot = self._writes[bucket] = self.plan.write(ts, self.now)
+        return slot
+
+    def lookup(self, ts: float | None) -> list[str]:
+        if ts is None:
+            return self._coarse_live
+        bucket = _fine(ts)
+        suffixes = self._lookups.get(bucket)
+        if suffixes is None:
+            suffixes = self._lookups[bucket] = self.plan.lookup(ts, self.now)
+        return suffixes
 
 
 def _fine(ts: float) -> int:

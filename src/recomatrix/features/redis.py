@@ -41,7 +41,7 @@ import redis
 from recomatrix.backends import split_url_options
 from recomatrix.features.base import Fence, ItemCount, LeaseLost, distinct_counts
 from recomatrix.features.codec import decode_item, decode_user_fields, encode_user_fields
-from recomatrix.features.markers import FINE_S, MarkerPlan, Slot
+from recomatrix.features.markers import FINE_S, MarkerPlan, PlanAt
 from recomatrix.features.redis_lua import ITEM_COUNT_LUA, PUT_USERS_LUA
 from recomatrix.features.resp import connect, key_namespace
 from recomatrix.features.state import ENGAGED, ItemState, UserState
@@ -124,20 +124,11 @@ class RedisOnlineStore:
         to (`MarkerPlan.lookup`); without, those of the time of applying."""
         if not event_ids:
             return []
-        now = self._clock()
-        coarse = self._markers.coarse_live(now)
-        lookups: dict[int, list[str]] = {}  # fine bucket of the event's time -> sets
+        plan = self._markers.at(self._clock())
         by_key: dict[str, list[str]] = defaultdict(list)
         for k, event_id in enumerate(event_ids):
-            ts = None if times is None else times[k]
-            suffixes = coarse
-            if ts is not None:
-                bucket = int(ts // FINE_S)
-                suffixes = lookups.get(bucket) or lookups.setdefault(
-                    bucket, self._markers.lookup(ts, now)
-                )
             shard = _shard(event_id)
-            for suffix in suffixes:
+            for suffix in plan.lookup(None if times is None else times[k]):
                 by_key[self._marker_key(shard, suffix)].append(event_id)
         pipe = self.client.pipeline(transaction=False)
         for key, ids in by_key.items():
@@ -204,16 +195,10 @@ class RedisOnlineStore:
         self, event_ids: Sequence[str], times: Sequence[float | None] | None
     ) -> list[tuple[str, int, list[str]]]:
         """(set key, its expiry in unix ms, ids) of the applied-event markers to write."""
-        now = self._clock()
-        coarse = self._markers.coarse_write(now)
-        slots: dict[int, Slot] = {}  # fine bucket of the event's time -> its set
+        plan = self._markers.at(self._clock())
         by_key: dict[str, tuple[int, list[str]]] = {}
         for k, event_id in enumerate(event_ids):
-            ts = None if times is None else times[k]
-            slot = coarse
-            if ts is not None:
-                bucket = int(ts // FINE_S)
-                slot = slots.get(bucket) or slots.setdefault(bucket, self._markers.write(ts, now))
+            slot = plan.write(None if times is None else times[k])
             key = self._marker_key(_shard(event_id), slot.suffix)
             by_key.setdefault(key, (slot.expire_at_ms, []))[1].append(event_id)
         return [(key, expiry, ids) for key, (expiry, ids) in by_key.items()]
@@ -306,12 +291,12 @@ class RedisOnlineStore:
         `rx:i:{item}:counted:<b>`. Which sets an id is looked for in and written to follows
         its event's time (`_CallMarkers`).
         """
-        now = self._clock()
+        plan = self._markers.at(self._clock())  # one for every call of this flush
         per_call = 1 if self._cluster else ITEMS_PER_SCRIPT
         pipe = self.client.pipeline(transaction=False)
         for start in range(0, len(items), per_call):
             chunk = items[start : start + per_call]
-            markers = _CallMarkers(self._markers, now)
+            markers = _CallMarkers(plan)
             batch = [_summed(by_item[i], "" if self._cluster else _member_prefix(i),
                              markers.group_of) for i in chunk]  # fmt: skip
             if self._cluster:
@@ -444,22 +429,19 @@ class _CallMarkers:
     in KEYS order), and its groups: the ids of events in one 10 s of event time share them
     (`groups`, 1-based: [the set written, its expiry in unix ms, the sets looked in])."""
 
-    def __init__(self, plan: MarkerPlan, now: float) -> None:
-        self.plan, self.now = plan, now
+    def __init__(self, plan: PlanAt) -> None:
+        self.plan = plan
         self.suffixes: dict[str, int] = {}
         self.groups: list[list[Any]] = []
-        self._group_of_bucket: dict[int | None, int] = {}  # None: placed by `now`
+        self._group_of_bucket: dict[int | None, int] = {}  # None: placed by the clock
         self._group_of_sets: dict[tuple[str, tuple[str, ...]], int] = {}
 
     def group_of(self, ts: float, ts_given: bool = True) -> int:
-        bucket = int(ts // FINE_S) if ts_given else None
+        placing = ts if ts_given else None
+        bucket = None if placing is None else int(placing // FINE_S)
         group = self._group_of_bucket.get(bucket)
         if group is None:
-            if ts_given:
-                slot, looked = self.plan.write(ts, self.now), self.plan.lookup(ts, self.now)
-            else:
-                slot = self.plan.coarse_write(self.now)
-                looked = self.plan.coarse_live(self.now)
+            slot, looked = self.plan.write(placing), self.plan.lookup(placing)
             # Far from the clock, events of many 10 s share the sets of the time of applying.
             sets = (slot.suffix, tuple(looked))
             group = self._group_of_sets.get(sets)
@@ -487,8 +469,9 @@ def _summed(
     wider window too), and each id's group of marker sets (`group_of` its event's time)."""
     groups: dict[str, int] = {}
     for c in counts:
-        if prefix + c.event_id not in groups:
-            groups[prefix + c.event_id] = group_of(c.ts, c.ts_given)
+        member = prefix + c.event_id
+        if member not in groups:
+            groups[member] = group_of(c.ts, c.ts_given)
     ids = list(groups)
     if len(ids) < len(counts):  # watch time shares its event's id, or a row came twice
         counts = distinct_counts(counts)
