@@ -291,6 +291,40 @@ def test_a_worker_reuses_the_states_it_wrote_while_it_holds_the_partition(redis_
     assert user is not None and user.windows.get("1h", now=T0 + 3)["click"] == 3.0
 
 
+@pytest.mark.parametrize("url_fixture", ["redis_url", "redis_cluster_url"])
+def test_an_aged_cached_user_is_kept_only_while_nothing_else_wrote_it(
+    url_fixture: str, request: pytest.FixtureRequest
+) -> None:
+    """Past `cached_user_age_s` a worker asks the store whether a user is still as it wrote
+    it: kept if so (no read, no decode), read again after another writer, and after a
+    restore of an older copy (whose stamp is one of this worker's own, but an old one)."""
+    url = request.getfixturevalue(url_fixture)
+    processor = worker(url, "w1")
+    assert processor.users is not None
+    processor.users.max_age_s = 0.0  # every entry is past the age limit at its next batch
+    publisher = RedisStreamsBus.from_url(url)
+    other = RedisOnlineStore.from_url(url)
+    key = other._user_key("u1")
+
+    def click(k: int) -> UserState:
+        publisher.publish([Event(f"c{k}", "u1", "i1", "click", T0 + k)])
+        assert processor.run_once(block_s=0.5) == 1
+        (state,) = other.get_users(["u1"])
+        assert state is not None
+        return state
+
+    click(0)  # read (nothing there), written
+    assert click(1).history == ["i1", "i1"] and processor.users.checked == 1
+    other.put_users([UserState("u1", history=["edited"])])  # another writer
+    assert click(2).history == ["edited", "i1"]  # read again, not overwritten from the copy
+    assert processor.users.checked == 1
+    older = other.client.dump(key)
+    assert click(3).history == ["edited", "i1", "i1"] and processor.users.checked == 2
+    other.client.restore(key, 0, older, replace=True)  # back to the state after click 2
+    assert click(4).history == ["edited", "i1", "i1"]
+    assert processor.users.checked == 2
+
+
 @pytest.mark.parametrize("cached_users", [0, 20_000])
 def test_user_states_written_field_by_field_equal_the_embedded_tiers(
     redis_url: str, cached_users: int, monkeypatch: pytest.MonkeyPatch

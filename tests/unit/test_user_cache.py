@@ -64,3 +64,33 @@ def test_a_change_of_ownership_empties_it() -> None:
     assert len(cache) == 1
     cache.follow(2)
     assert len(cache) == 0
+
+
+def test_an_aged_state_the_store_still_holds_as_written_is_kept_and_counted_as_read_now() -> None:
+    clock = Clock()
+    cache = UserCache(max_users=10, max_age_s=60, clock=clock)
+    cache.put([UserState("u1"), UserState("u2"), UserState("u3")])
+    clock.now = 30.0
+    cache.put([UserState("u3")])  # read from the store again at 30
+    clock.now = 61.0
+    asked: list[list[str]] = []
+
+    def unchanged(user_ids: list[str]) -> list[bool]:
+        asked.append(list(user_ids))
+        return [user_id == "u1" for user_id in user_ids]  # someone else wrote u2
+
+    found, missing = cache.take(["u1", "u2", "u3", "u4"], unchanged)
+    assert asked == [["u1", "u2"]]  # only entries past the age limit are checked
+    assert sorted(found) == ["u1", "u3"] and sorted(missing) == ["u2", "u4"]
+    assert cache.checked == 1
+    cache.put(found.values())
+    clock.now = 100.0  # u1 counts from its check at 61, not from 0
+    assert sorted(cache.take(["u1", "u3"], lambda ids: [False] * len(ids))[0]) == ["u1"]
+
+
+def test_without_a_check_aged_states_are_read_again() -> None:
+    clock = Clock()
+    cache = UserCache(max_users=10, max_age_s=60, clock=clock)
+    cache.put([UserState("u1")])
+    clock.now = 61.0
+    assert cache.take(["u1"]) == ({}, ["u1"]) and cache.checked == 0

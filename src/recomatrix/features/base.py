@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from recomatrix.features.state import ItemState, UserState
 from recomatrix.types import ItemId, UserId
@@ -103,4 +103,17 @@ class OnlineStore(Protocol):
 
     def top_trending(self, k: int) -> list[tuple[ItemId, float]]:
         """The k items with the highest trending score, best first."""
+        ...
+
+
+@runtime_checkable
+class RemembersUserWrites(Protocol):
+    """A store that stamps every user it writes, and can tell whether a user's stored state
+    is still the one it last wrote (nothing wrote, deleted or restored it since): a stream
+    worker then keeps its cached copy instead of reading and decoding the whole state again
+    (`stream.user_cache`)."""
+
+    def unchanged_since_written(self, user_ids: Sequence[UserId]) -> list[bool]:
+        """True for each user whose stored state carries this store's last stamp for it;
+        False for one it never wrote (or forgot), and for one written by anything since."""
         ...

@@ -3,7 +3,8 @@
 Keys (`rx` is the namespace; braces keep an item's keys in one Redis Cluster slot):
 
     rx:user:{user}               hash: user state field -> msgpack value
-                                 (`codec.encode_user_fields`), expires when idle
+                                 (`codec.encode_user_fields`), and `stamp`: which store
+                                 wrote it last, and which write; expires when idle
     rx:e:{shard}:<b>             set of applied event ids (shard: crc32 of the id % 8), put
                                  with the user states that applied them; b: time bucket
     rx:i:{item}                  packed item windows (`codec` layout), changed only by Lua
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 import zlib
 from collections import defaultdict
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -54,6 +56,10 @@ _DAY_S = 86400.0
 # the last marker it may take.
 MARKER_SHARDS = 8  # sets per bucket: spreads the markers over a cluster's nodes
 ITEMS_PER_SCRIPT = 32  # items per counting script: Redis serves other clients in between
+# The hash field stamping a user write (`unchanged_since_written`); not a `UserState`
+# field, so readers skip it (`codec.decode_user_fields`).
+STAMP_FIELD = "stamp"
+STAMPS_KEPT = 200_000  # users whose last stamp a store remembers (forgetting costs a read)
 
 
 class RedisOnlineStore:
@@ -109,6 +115,9 @@ class RedisOnlineStore:
         self._decoded: dict[ItemId, tuple[bytes, ItemState]] = {}
         self._decoded_max = decoded_items
         self._lock = threading.Lock()
+        # This store's stamp of the last write of each user it wrote: "<writer>.<write>".
+        self._writer, self._writes = uuid.uuid4().hex[:16], 0
+        self._stamps: dict[UserId, bytes] = {}
 
     @classmethod
     def from_url(cls, url: str, *, fence: Fence | None = None) -> RedisOnlineStore:
@@ -162,9 +171,12 @@ class RedisOnlineStore:
         (`seen_events` must be given the same)."""
         if not states and not applied_events:
             return
+        self._writes += 1
+        stamp = f"{self._writer}.{self._writes}".encode()
         users = [_UserWrite(self._user_key(s.user_id), s, None if changed is None else
-                            changed.get(s.user_id)) for s in states]  # fmt: skip
+                            changed.get(s.user_id), stamp) for s in states]  # fmt: skip
         users = [user for user in users if user.fields]
+        self._remember_stamps(users, stamp)
         markers = self._markers_of(applied_events, applied_times)
         leases = self._leases(states)
         if self._cluster:
@@ -190,6 +202,27 @@ class RedisOnlineStore:
                 return
             for position in answer:  # hashes gone since they were read: write them whole
                 users[int(position) - 1].write_whole()
+
+    def unchanged_since_written(self, user_ids: Sequence[UserId]) -> list[bool]:
+        """Whether each user's stored stamp is the one this store's last write of it left
+        (`RemembersUserWrites`): one HGET of a short field per user. A write by another
+        worker or store stamps its own; a deleted, expired or restored hash has none or an
+        older one. Only a change that bypasses `put_users` and keeps the stamp (an HSET by
+        hand) goes unseen."""
+        if not user_ids:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for user_id in user_ids:
+            pipe.hget(self._user_key(user_id), STAMP_FIELD)
+        stored = cast(list[bytes | None], pipe.execute())
+        return [mine is not None and stamp == mine for mine, stamp in
+                zip((self._stamps.get(u) for u in user_ids), stored, strict=True)]  # fmt: skip
+
+    def _remember_stamps(self, users: Sequence[_UserWrite], stamp: bytes) -> None:
+        if len(self._stamps) + len(users) > STAMPS_KEPT:
+            self._stamps.clear()  # cheap bound: those users are read again, whole
+        for user in users:
+            self._stamps[user.state.user_id] = stamp
 
     def _markers_of(
         self, event_ids: Sequence[str], times: Sequence[float | None] | None
@@ -401,17 +434,27 @@ class RedisOnlineStore:
 
 
 class _UserWrite:
-    """One user's part of a `put_users`: its key and the encoded fields to write."""
+    """One user's part of a `put_users`: its key and the encoded fields to write, with the
+    write's stamp."""
 
-    __slots__ = ("fields", "key", "state", "whole")
+    __slots__ = ("fields", "key", "stamp", "state", "whole")
 
-    def __init__(self, key: str, state: UserState, names: Collection[str] | None) -> None:
-        self.key, self.state = key, state
-        self.fields = encode_user_fields(state, names)
+    def __init__(
+        self, key: str, state: UserState, names: Collection[str] | None, stamp: bytes
+    ) -> None:
+        self.key, self.state, self.stamp = key, state, stamp
+        self.fields = _stamped(encode_user_fields(state, names), stamp)
         self.whole = names is None
 
     def write_whole(self) -> None:
-        self.fields, self.whole = encode_user_fields(self.state), True
+        self.fields, self.whole = _stamped(encode_user_fields(self.state), self.stamp), True
+
+
+def _stamped(fields: dict[str, bytes], stamp: bytes) -> dict[str, bytes]:
+    """A user's fields to write, with the stamp; none when nothing changed."""
+    if fields:
+        fields[STAMP_FIELD] = stamp
+    return fields
 
 
 URL_OPTIONS: dict[str, Any] = {

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 
 from recomatrix.degrade import FailureLog
 from recomatrix.events.base import CountRelay, Delivery, EventBus, OwnsPartitions, Receipt
-from recomatrix.features.base import LeaseLost, OnlineStore
+from recomatrix.features.base import LeaseLost, OnlineStore, RemembersUserWrites
 from recomatrix.features.state import ItemState, UserState, engaged, trending_score
 from recomatrix.stream.pacing import LoadGauge
 from recomatrix.stream.settings import StreamSettings
@@ -362,7 +362,9 @@ class StreamProcessor:
         the store gets newer ones."""
         found: dict[UserId, UserState] = {}
         if self.users is not None and cached:
-            found, user_ids = self.users.take(user_ids)
+            unchanged = (self.store.unchanged_since_written
+                         if isinstance(self.store, RemembersUserWrites) else None)  # fmt: skip
+            found, user_ids = self.users.take(user_ids, unchanged)
         elif self.users is not None:
             self.users.drop(user_ids)
         states = self.store.get_users(user_ids)
