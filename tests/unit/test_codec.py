@@ -65,7 +65,7 @@ def test_fields_are_plain_msgpack_with_float64_times_and_extension_types() -> No
 def test_a_tracked_map_is_written_as_its_changes_and_reads_back_as_it_is_live() -> None:
     """Writes of a heavy user's watched map send the entries changed since it was last
     written whole (items re-watched, new ones, expired ones as removals), and a read merges
-    them in order of last touch; past an eighth of the map it is written whole again."""
+    them in order of last touch; past `_delta_limit` changes it is written whole again."""
     settings, rng = StreamSettings(watched_retention_s=3000.0), random.Random(5)
     user, stored = UserState("u1"), {}  # stored: the user's Redis hash (HSET semantics)
     sizes = []
