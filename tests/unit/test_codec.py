@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import doctest
 import random
+from typing import cast
 
 import msgpack  # type: ignore[import-untyped]  # ships no type information
 import numpy as np
 
+from recomatrix.features import codec
 from recomatrix.features.codec import decode_user_fields, encode_user_fields
-from recomatrix.features.state import SessionVector, UserState
+from recomatrix.features.state import SeenMap, SessionVector, UserState
 from recomatrix.features.windows import WindowCounts
 from recomatrix.stream.settings import StreamSettings
 from recomatrix.stream.updates import update_user
@@ -94,3 +97,19 @@ def test_an_untracked_map_and_a_whole_write_store_the_map_whole() -> None:
     back.watched.touch("i5", 1_800_000_000.0)
     assert set(encode_user_fields(back, ["watched"])) == {"watched+"}
     assert set(encode_user_fields(back)) >= {"watched", "watched+", "skipped", "skipped+"}
+
+
+def test_a_large_map_is_written_whole_after_sqrt_4n_changes() -> None:
+    """A 2,000-entry map carries at most 89 changes (sqrt(4 x 2,000)) as a delta: past
+    that, a write of it costs less on average written whole (`codec._delta_limit`)."""
+    base = {f"i{k}": 1_700_000_000.0 + k for k in range(2000)}
+    user = UserState("u1", watched=SeenMap(base, changed={}))
+    watched = cast(SeenMap, user.watched)
+    for k in range(89):  # watched again: the map keeps its size
+        watched.touch(f"i{k}", 1_800_000_000.0 + k)
+    assert set(encode_user_fields(user, ["watched"])) == {"watched+"}
+    watched.touch("i89", 1_800_000_089.0)
+    fields = encode_user_fields(user, ["watched"])
+    assert set(fields) == {"watched", "watched+"} and fields["watched+"] == b"\x80"
+    assert len(msgpack.unpackb(fields["watched"])) == 2000 and watched.changed == {}
+    assert doctest.testmod(codec).failed == 0
