@@ -325,6 +325,36 @@ def test_an_aged_cached_user_is_kept_only_while_nothing_else_wrote_it(
     assert processor.users.checked == 2
 
 
+@pytest.mark.parametrize("url_fixture", ["redis_url", "redis_cluster_url"])
+def test_a_write_over_someone_elses_leaves_the_cached_user_to_be_read_at_its_check(
+    url_fixture: str, request: pytest.FixtureRequest
+) -> None:
+    """Another writer changes a user while the worker's copy is young (not checked): the
+    worker's next batch writes its changed fields over it, stamped, but the user is no
+    longer the worker's own (the hash holds the other's watched map, the copy does not):
+    at its check it is read again, not kept."""
+    url = request.getfixturevalue(url_fixture)
+    processor = worker(url, "w1")
+    assert processor.users is not None
+    publisher = RedisStreamsBus.from_url(url)
+    other = RedisOnlineStore.from_url(url)
+
+    def send(k: int, kind: str = "click") -> None:
+        publisher.publish([Event(f"c{k}", "u1", f"i{k}", kind, T0 + k)])
+        assert processor.run_once(block_s=0.5) == 1
+
+    send(0)
+    other.put_users([UserState("u1", watched={"w9": T0})])  # another writer, whole
+    send(1)  # within the age limit: the copy is used, its changed fields written
+    processor.users.max_age_s = 0.0
+    send(2, "complete")  # checked: read again (the watched map is the other writer's)
+    assert processor.users.checked == 0
+    (user,) = other.get_users(["u1"])
+    assert user is not None and user.watched == {"w9": T0, "i2": T0 + 2}
+    send(3)  # now the worker's own again
+    assert processor.users.checked == 1
+
+
 @pytest.mark.parametrize("cached_users", [0, 20_000])
 def test_user_states_written_field_by_field_equal_the_embedded_tiers(
     redis_url: str, cached_users: int, monkeypatch: pytest.MonkeyPatch

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from recomatrix.features.state import UserState
 from recomatrix.stream.user_cache import UserCache
 
@@ -75,7 +77,7 @@ def test_an_aged_state_the_store_still_holds_as_written_is_kept_and_counted_as_r
     clock.now = 61.0
     asked: list[list[str]] = []
 
-    def unchanged(user_ids: list[str]) -> list[bool]:
+    def unchanged(user_ids: Sequence[str]) -> list[bool]:
         asked.append(list(user_ids))
         return [user_id == "u1" for user_id in user_ids]  # someone else wrote u2
 

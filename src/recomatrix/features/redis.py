@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 import zlib
 from collections import defaultdict
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -41,13 +40,15 @@ import msgpack  # type: ignore[import-untyped]  # ships no type information
 import redis
 
 from recomatrix.backends import split_url_options
-from recomatrix.features.base import Fence, ItemCount, LeaseLost, distinct_counts
-from recomatrix.features.codec import decode_item, decode_user_fields, encode_user_fields
-from recomatrix.features.markers import FINE_S, MarkerPlan, PlanAt
-from recomatrix.features.redis_lua import ITEM_COUNT_LUA, PUT_USERS_LUA
+from recomatrix.features.base import Fence, ItemCount, LeaseLost
+from recomatrix.features.codec import decode_item, decode_user_fields
+from recomatrix.features.markers import MarkerPlan
+from recomatrix.features.redis_counts import CallMarkers, member_prefix, summed
+from recomatrix.features.redis_lua import ITEM_COUNT_LUA, PUT_USERS_LUA, STAMP_FIELD
+from recomatrix.features.redis_users import UserStamps, UserWrite
 from recomatrix.features.resp import connect, key_namespace
-from recomatrix.features.state import ENGAGED, ItemState, UserState
-from recomatrix.features.windows import FIELD_INDEX, FIELDS, WINDOWS
+from recomatrix.features.state import ItemState, UserState
+from recomatrix.features.windows import FIELD_INDEX, FIELDS
 from recomatrix.types import ItemId, UserId
 
 _DAY_S = 86400.0
@@ -56,10 +57,6 @@ _DAY_S = 86400.0
 # the last marker it may take.
 MARKER_SHARDS = 8  # sets per bucket: spreads the markers over a cluster's nodes
 ITEMS_PER_SCRIPT = 32  # items per counting script: Redis serves other clients in between
-# The hash field stamping a user write (`unchanged_since_written`); not a `UserState`
-# field, so readers skip it (`codec.decode_user_fields`).
-STAMP_FIELD = "stamp"
-STAMPS_KEPT = 200_000  # users whose last stamp a store remembers (forgetting costs a read)
 
 
 class RedisOnlineStore:
@@ -115,9 +112,7 @@ class RedisOnlineStore:
         self._decoded: dict[ItemId, tuple[bytes, ItemState]] = {}
         self._decoded_max = decoded_items
         self._lock = threading.Lock()
-        # This store's stamp of the last write of each user it wrote: "<writer>.<write>".
-        self._writer, self._writes = uuid.uuid4().hex[:16], 0
-        self._stamps: dict[UserId, bytes] = {}
+        self._stamps = UserStamps()  # the last stamp this store wrote to each user
 
     @classmethod
     def from_url(cls, url: str, *, fence: Fence | None = None) -> RedisOnlineStore:
@@ -154,6 +149,9 @@ class RedisOnlineStore:
         for user_id in user_ids:
             pipe.hgetall(self._user_key(user_id))
         stored = cast(list[dict[bytes, bytes]], pipe.execute())
+        # A state just read is what the hash holds, whoever stamped it: a write of the
+        # reader's changes to it expects no stamp of ours.
+        self._stamps.forget(user_ids)
         return [
             decode_user_fields(user_id, fields) if fields else None
             for user_id, fields in zip(user_ids, stored, strict=True)
@@ -171,12 +169,12 @@ class RedisOnlineStore:
         (`seen_events` must be given the same)."""
         if not states and not applied_events:
             return
-        self._writes += 1
-        stamp = f"{self._writer}.{self._writes}".encode()
-        users = [_UserWrite(self._user_key(s.user_id), s, None if changed is None else
-                            changed.get(s.user_id), stamp) for s in states]  # fmt: skip
+        stamp = self._stamps.next()
+        users = [UserWrite(self._user_key(s.user_id), s, None if changed is None else
+                           changed.get(s.user_id), stamp, self._stamps.last(s.user_id))
+                 for s in states]  # fmt: skip
         users = [user for user in users if user.fields]
-        self._remember_stamps(users, stamp)
+        self._stamps.remember([user.state.user_id for user in users], stamp)
         markers = self._markers_of(applied_events, applied_times)
         leases = self._leases(states)
         if self._cluster:
@@ -187,7 +185,7 @@ class RedisOnlineStore:
         while True:  # one script: the users and their markers, atomically
             args: list[Any] = [self.user_ttl_ms, len(users), len(leases), holder]
             for user in users:
-                args += (2 * len(user.fields), int(user.whole))
+                args += (2 * len(user.fields), int(user.whole), user.expected or b"")
                 for name, value in user.fields.items():
                     args += (name, value)
             for _, expire_at_ms, ids in markers:
@@ -200,6 +198,9 @@ class RedisOnlineStore:
                 raise
             if not isinstance(answer, list):
                 return
+            if answer[0] == b"stale":  # written over by someone else: forget they are ours
+                self._stamps.forget(users[int(p) - 1].state.user_id for p in answer[1:])
+                return
             for position in answer:  # hashes gone since they were read: write them whole
                 users[int(position) - 1].write_whole()
 
@@ -207,22 +208,21 @@ class RedisOnlineStore:
         """Whether each user's stored stamp is the one this store's last write of it left
         (`RemembersUserWrites`): one HGET of a short field per user. A write by another
         worker or store stamps its own; a deleted, expired or restored hash has none or an
-        older one. Only a change that bypasses `put_users` and keeps the stamp (an HSET by
-        hand) goes unseen."""
-        if not user_ids:
-            return []
+        older one. A write of some fields that finds another stamp than this store's last
+        (someone wrote in between, before the writer's copy was checked) forgets the user:
+        what the hash holds is then neither copy, and it must be read again. Only a change
+        that bypasses `put_users` and keeps the stamp (an HSET by hand) goes unseen, and on
+        a cluster a hash that expires between a write's EXISTS and its HSET."""
+        mine = [self._stamps.last(user_id) for user_id in user_ids]
+        known = [user_id for user_id, stamp in zip(user_ids, mine, strict=True) if stamp]
+        if not known:
+            return [False] * len(user_ids)
         pipe = self.client.pipeline(transaction=False)
-        for user_id in user_ids:
+        for user_id in known:
             pipe.hget(self._user_key(user_id), STAMP_FIELD)
-        stored = cast(list[bytes | None], pipe.execute())
-        return [mine is not None and stamp == mine for mine, stamp in
-                zip((self._stamps.get(u) for u in user_ids), stored, strict=True)]  # fmt: skip
-
-    def _remember_stamps(self, users: Sequence[_UserWrite], stamp: bytes) -> None:
-        if len(self._stamps) + len(users) > STAMPS_KEPT:
-            self._stamps.clear()  # cheap bound: those users are read again, whole
-        for user in users:
-            self._stamps[user.state.user_id] = stamp
+        stored = dict(zip(known, cast(list[bytes | None], pipe.execute()), strict=True))
+        return [stamp is not None and stored[user_id] == stamp
+                for user_id, stamp in zip(user_ids, mine, strict=True)]  # fmt: skip
 
     def _markers_of(
         self, event_ids: Sequence[str], times: Sequence[float | None] | None
@@ -244,19 +244,24 @@ class RedisOnlineStore:
 
     def _put_users_pipelined(
         self,
-        users: list[_UserWrite],
+        users: list[UserWrite],
         markers: list[tuple[str, int, list[str]]],
         leases: list[str],
     ) -> None:
         """`put_users` on a cluster, where the keys sit in many slots: not atomic."""
         partial = [user for user in users if not user.whole]
+        stale: list[UserWrite] = []
         if partial:
             pipe = self.client.pipeline(transaction=False)
             for user in partial:
                 pipe.exists(user.key)
-            for user, exists in zip(partial, pipe.execute(), strict=True):
+                pipe.hget(user.key, STAMP_FIELD)
+            replies = pipe.execute()
+            for user, exists, stamp in zip(partial, replies[::2], replies[1::2], strict=True):
                 if not exists:
                     user.write_whole()
+                elif user.expected is not None and stamp != user.expected:
+                    stale.append(user)  # as on one server: written, but no longer ours
         if leases and self.fence is not None:  # one slot ({group}): one MGET, last thing
             holders = cast(list[bytes | None], self.client.mget(leases))
             for key, holder in zip(leases, holders, strict=True):
@@ -270,6 +275,7 @@ class RedisOnlineStore:
             pipe.sadd(key, *ids)
             pipe.pexpireat(key, expire_at_ms)
         pipe.execute()
+        self._stamps.forget(user.state.user_id for user in stale)
 
     def get_items(self, item_ids: Sequence[ItemId]) -> list[ItemState | None]:
         if not item_ids:
@@ -329,9 +335,9 @@ class RedisOnlineStore:
         pipe = self.client.pipeline(transaction=False)
         for start in range(0, len(items), per_call):
             chunk = items[start : start + per_call]
-            markers = _CallMarkers(plan)
-            batch = [_summed(by_item[i], "" if self._cluster else _member_prefix(i),
-                             markers.group_of) for i in chunk]  # fmt: skip
+            markers = CallMarkers(plan)
+            batch = [summed(by_item[i], "" if self._cluster else member_prefix(i),
+                            markers.group_of) for i in chunk]  # fmt: skip
             if self._cluster:
                 own = self._item_key(chunk[0])
                 keys = [f"{own}:counted:{suffix}" for suffix in markers.suffixes]
@@ -346,7 +352,7 @@ class RedisOnlineStore:
         answers = [answer for call in pipe.execute() for answer in call]
         if self._cluster:
             return answers
-        return [[member[len(_member_prefix(item_id).encode()) :] for member in counted]
+        return [[member[len(member_prefix(item_id).encode()) :] for member in counted]
                 for item_id, counted in zip(items, answers, strict=True)]  # fmt: skip
 
     def delete_items(self, item_ids: Sequence[ItemId]) -> None:
@@ -433,30 +439,6 @@ class RedisOnlineStore:
         return f"{self.namespace}:trending"
 
 
-class _UserWrite:
-    """One user's part of a `put_users`: its key and the encoded fields to write, with the
-    write's stamp."""
-
-    __slots__ = ("fields", "key", "stamp", "state", "whole")
-
-    def __init__(
-        self, key: str, state: UserState, names: Collection[str] | None, stamp: bytes
-    ) -> None:
-        self.key, self.state, self.stamp = key, state, stamp
-        self.fields = _stamped(encode_user_fields(state, names), stamp)
-        self.whole = names is None
-
-    def write_whole(self) -> None:
-        self.fields, self.whole = _stamped(encode_user_fields(self.state), self.stamp), True
-
-
-def _stamped(fields: dict[str, bytes], stamp: bytes) -> dict[str, bytes]:
-    """A user's fields to write, with the stamp; none when nothing changed."""
-    if fields:
-        fields[STAMP_FIELD] = stamp
-    return fields
-
-
 URL_OPTIONS: dict[str, Any] = {
     "namespace": str,
     "user_ttl_s": float,
@@ -467,73 +449,9 @@ URL_OPTIONS: dict[str, Any] = {
 }
 
 
-class _CallMarkers:
-    """The counted-events sets one ITEM_COUNT_LUA call looks in and writes to (`suffixes`,
-    in KEYS order), and its groups: the ids of events in one 10 s of event time share them
-    (`groups`, 1-based: [the set written, its expiry in unix ms, the sets looked in])."""
-
-    def __init__(self, plan: PlanAt) -> None:
-        self.plan = plan
-        self.suffixes: dict[str, int] = {}
-        self.groups: list[list[Any]] = []
-        self._group_of_bucket: dict[int | None, int] = {}  # None: placed by the clock
-        self._group_of_sets: dict[tuple[str, tuple[str, ...]], int] = {}
-
-    def group_of(self, ts: float, ts_given: bool = True) -> int:
-        placing = ts if ts_given else None
-        bucket = None if placing is None else int(placing // FINE_S)
-        group = self._group_of_bucket.get(bucket)
-        if group is None:
-            slot, looked = self.plan.write(placing), self.plan.lookup(placing)
-            # Far from the clock, events of many 10 s share the sets of the time of applying.
-            sets = (slot.suffix, tuple(looked))
-            group = self._group_of_sets.get(sets)
-            if group is None:
-                indices = [self._index(suffix) for suffix in looked]
-                self.groups.append([self._index(slot.suffix), slot.expire_at_ms, indices])
-                group = self._group_of_sets[sets] = len(self.groups)
-            self._group_of_bucket[bucket] = group
-        return group
-
-    def _index(self, suffix: str) -> int:
-        return self.suffixes.setdefault(suffix, len(self.suffixes) + 1)
-
-
 def _shard(event_id: str) -> int:
     """Which of the `MARKER_SHARDS` sets of a bucket an applied event's marker goes to."""
     return zlib.crc32(event_id.encode()) % MARKER_SHARDS
-
-
-def _summed(
-    counts: Sequence[ItemCount], prefix: str, group_of: Callable[[float, bool], int]
-) -> list[Any]:
-    """One item's counts for ITEM_COUNT_LUA: total engaged, newest time, its event ids
-    (after `prefix`), (field, time, amount) per field and 10 s bucket (a bucket of every
-    wider window too), and each id's group of marker sets (`group_of` its event's time)."""
-    groups: dict[str, int] = {}
-    for c in counts:
-        member = prefix + c.event_id
-        if member not in groups:
-            groups[member] = group_of(c.ts, c.ts_given)
-    ids = list(groups)
-    if len(ids) < len(counts):  # watch time shares its event's id, or a row came twice
-        counts = distinct_counts(counts)
-    finest = WINDOWS[0]
-    sums: dict[tuple[int, int], list[float]] = {}  # (field, bucket) -> [amount, a time in it]
-    for c in counts:
-        entry = sums.setdefault((FIELD_INDEX[c.field], finest.bucket_of(c.ts)), [0.0, c.ts])
-        entry[0] += c.amount
-    values: list[float] = []
-    for (field, _), (amount, ts) in sums.items():
-        values += [field, ts, amount]
-    engaged = sum(c.amount for c in counts if c.field in ENGAGED)
-    return [engaged, max(c.ts for c in counts), ids, values, list(groups.values())]
-
-
-def _member_prefix(item_id: ItemId) -> str:
-    """What precedes an event id in a shared counted-events set: the item id's length in
-    bytes, then the item id, so no (item, event) pair can spell another."""
-    return f"{len(item_id.encode())}:{item_id}"
 
 
 def _text(value: bytes | str) -> str:

@@ -250,16 +250,24 @@ return answers
 )
 
 
+# The hash field stamping a user write: which store wrote it, and which of its writes
+# (`RedisOnlineStore.unchanged_since_written`). Not a `UserState` field: readers skip it.
+STAMP_FIELD = "stamp"
+
 # Puts user state fields and records their batch's applied events, in one atomic script.
 # KEYS: user keys, then marker sets, then f lease keys (the fence). ARGV: user TTL (ms),
 # number of users n, f, the fence's holder, then per user: the number of values m, 1 if
-# they are all its fields (else 0), m values (field, value pairs); then per marker set:
+# they are all its fields (else 0), the stamp the writer expects the hash to hold ('' for
+# none), m values (field, value pairs, the new stamp among them); then per marker set:
 # its expiry (unix ms), the number of ids, the ids.
 # A lease not held by the holder fails the script before it writes anything (FENCED).
 # Some fields of a user whose hash is gone (evicted, deleted) would leave a hash of just
 # those: then it writes nothing and answers those users' positions (1-based), for the
-# caller to send them whole; otherwise it answers n.
-PUT_USERS_LUA = """
+# caller to send them whole. Some fields of a user whose hash holds another stamp than
+# expected (written by someone else since) are written, but the answer is 'stale' and
+# those users' positions: the writer's copy is not what the hash holds now. Otherwise it
+# answers n.
+PUT_USERS_LUA = Template("""
 local n, f, first = tonumber(ARGV[2]), tonumber(ARGV[3]), 5
 for k = #KEYS - f + 1, #KEYS do
   if redis.call('GET', KEYS[k]) ~= ARGV[4] then
@@ -271,15 +279,19 @@ for i = 1, n do
   if ARGV[a + 1] == '0' and redis.call('EXISTS', KEYS[i]) == 0 then
     missing[#missing + 1] = i
   end
-  a = a + tonumber(ARGV[a]) + 2
+  a = a + tonumber(ARGV[a]) + 3
 end
 if #missing > 0 then return missing end
-a = first
+local stale, a = {'stale'}, first
 for i = 1, n do
-  local count = tonumber(ARGV[a])
-  redis.call('HSET', KEYS[i], unpack(ARGV, a + 2, a + count + 1))
+  local count, expected = tonumber(ARGV[a]), ARGV[a + 2]
+  if ARGV[a + 1] == '0' and expected ~= ''
+      and redis.call('HGET', KEYS[i], '$stamp') ~= expected then
+    stale[#stale + 1] = i
+  end
+  redis.call('HSET', KEYS[i], unpack(ARGV, a + 3, a + count + 2))
   redis.call('PEXPIRE', KEYS[i], ARGV[1])
-  a = a + count + 2
+  a = a + count + 3
 end
 for k = n + 1, #KEYS - f do
   local expire_at, count = ARGV[a], tonumber(ARGV[a + 1])
@@ -289,5 +301,6 @@ for k = n + 1, #KEYS - f do
   redis.call('PEXPIREAT', KEYS[k], expire_at)
   a = a + count + 2
 end
+if #stale > 1 then return stale end
 return n
-"""
+""").substitute(stamp=STAMP_FIELD)

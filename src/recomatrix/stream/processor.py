@@ -73,6 +73,9 @@ class StreamProcessor:
         self._load = LoadGauge(settings)  # whether item counts wait, and reads
         self._hot = False  # the last batch asks the loop to wait (`LoadGauge.paces`)
         self.users: UserCache | None = None
+        # Checks an aged cached user instead of reading it whole, where the store can.
+        self._unchanged = (store.unchanged_since_written
+                           if isinstance(store, RemembersUserWrites) else None)  # fmt: skip
         # A store handing out its own objects (`shares_states`) would show readers the
         # cached states as they change.
         shared = getattr(store, "shares_states", False)
@@ -362,9 +365,7 @@ class StreamProcessor:
         the store gets newer ones."""
         found: dict[UserId, UserState] = {}
         if self.users is not None and cached:
-            unchanged = (self.store.unchanged_since_written
-                         if isinstance(self.store, RemembersUserWrites) else None)  # fmt: skip
-            found, user_ids = self.users.take(user_ids, unchanged)
+            found, user_ids = self.users.take(user_ids, self._unchanged)
         elif self.users is not None:
             self.users.drop(user_ids)
         states = self.store.get_users(user_ids)

@@ -18,7 +18,7 @@ class StreamSettings:
     # User states a worker keeps decoded between batches, on a bus that gives each user's
     # events to one consumer at a time (`OwnsPartitions`; 0 = always read the store).
     cached_users: int = 20_000
-    cached_user_age_s: float = 60.0  # read from the store again after this long
+    cached_user_age_s: float = 60.0  # checked against the store (or read) after this long
     # On such a bus, item counts are added (and batches acknowledged) this often, for all
     # the batches applied since (users are written with every batch); 0 = every batch.
     item_flush_s: float = 0.25

@@ -7,12 +7,13 @@ of a worker's cost in `bench/tier_apply.py`). The cache is only valid while no o
 consumer may have written those users, so it is emptied whenever the bus reports that the
 consumer took a partition over (`ownership_epoch` changed); a batch's states are out of
 the cache while it is applied, so a failed batch (the store may or may not hold what they
-include) reads them again. An entry is read from the store again `max_age_s` after it was
-last read from there, however often it was written since: that bounds how long a state
-written by anyone else (an operator, a restore, a worker whose lease lapsed mid-batch)
-can be overwritten field by field from an older copy. With a store that remembers its
-writes (`RemembersUserWrites`), an entry past that age is first checked: one short field
-per user says whether the stored state is still the one this worker last wrote, and then
+include) reads them again. An entry is not used past `max_age_s` after it was last read
+from the store (or checked against it), however often it was written since: that bounds
+how long a state written by anyone else (an operator, a restore, a worker whose lease
+lapsed mid-batch) can be overwritten field by field from an older copy. With a store
+that remembers its writes (`RemembersUserWrites`), an entry past that age is first
+checked: one short field per user says whether the stored state is still the one this
+worker last wrote (a write that found someone else's in between counts as not), and then
 the entry stays (counted from now) instead of being read and decoded again. A heavy user's
 state is tens of kB (watched and skipped maps of thousands of entries), and every entry
 a worker holds passes the age limit about together, so whole re-reads cost a worker ~7 %
@@ -31,7 +32,7 @@ from recomatrix.types import UserId
 
 class UserCache:
     """Least recently written user states, at most `max_users`, none read from the store
-    more than `max_age_s` ago."""
+    (or checked against it) more than `max_age_s` ago."""
 
     def __init__(
         self, *, max_users: int, max_age_s: float, clock: Callable[[], float] = time.monotonic
