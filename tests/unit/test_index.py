@@ -265,7 +265,8 @@ def test_graph_index_compacts_into_a_serving_graph_in_small_chunks() -> None:
 @pytest.mark.parametrize("kind", KINDS)
 def test_items_added_one_by_one_are_folded_into_the_graph_and_stay_found(kind: str) -> None:
     """The POST /v1/items pattern: the delta passes compact_at, a background thread folds
-    it into the main graph, and every new item is found by its own vector throughout."""
+    it into the main graph, and every new item is found by its own vector throughout:
+    first (exact delta) at k=1, folded (approximate graph) among its 10 nearest."""
     main = empty_main(kind)
     main.add(np.arange(1000), vectors(1000))
     tiered = TieredIndex(main=main, compact_at=50)
@@ -278,5 +279,8 @@ def test_items_added_one_by_one_are_folded_into_the_graph_and_stay_found(kind: s
     compaction.join(timeout=10)
     tiered.compact()  # what is left in the delta
     assert len(tiered.delta) == 0 and len(main) == 1130
-    found = [tiered.search(v, 1).keys[0, 0] for v in new]
-    assert found == list(range(5000, 5130))
+    # Folded into the graph, items are found by approximate search: each among the 10
+    # nearest of its own vector (at k=1 the graph walk missed one of the 130 in about 1 of
+    # 25 runs, stopping at a close neighbour; the delta above is exact).
+    lost = [5000 + i for i, v in enumerate(new) if 5000 + i not in tiered.search(v, 10).keys[0]]
+    assert lost == []
