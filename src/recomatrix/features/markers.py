@@ -92,34 +92,30 @@ class MarkerPlan:
 
 
 class PlanAt:
-    """`MarkerPlan.write` and `lookup` at one time `now`, each worked out once per 10 s of
+    """`MarkerPlan.write` and `lookup` at one time `now`, both worked out once per 10 s of
     event time (a batch's events share a few). A time of None places by `now` alone: an
     event whose time a client's retry would not repeat (the server stamped it)."""
 
     def __init__(self, plan: MarkerPlan, now: float) -> None:
         self.plan, self.now = plan, now
-        self._coarse_write = plan.coarse_write(now)
-        self._coarse_live = plan.coarse_live(now)
-        self._writes: dict[int, Slot] = {}
-        self._lookups: dict[int, list[str]] = {}
+        self._coarse = (plan.coarse_write(now), plan.coarse_live(now))
+        self._rules: dict[int, tuple[Slot, list[str]]] = {}  # fine bucket -> write, lookup
 
     def write(self, ts: float | None) -> Slot:
-        if ts is None:
-            return self._coarse_write
-        bucket = _fine(ts)
-        slot = self._writes.get(bucket)
-        if slot is None:
-            slot = self._writes[bucket] = self.plan.write(ts, self.now)
-        return slot
+        return self._rule(ts)[0]
 
     def lookup(self, ts: float | None) -> list[str]:
+        return self._rule(ts)[1]
+
+    def _rule(self, ts: float | None) -> tuple[Slot, list[str]]:
         if ts is None:
-            return self._coarse_live
+            return self._coarse
         bucket = _fine(ts)
-        suffixes = self._lookups.get(bucket)
-        if suffixes is None:
-            suffixes = self._lookups[bucket] = self.plan.lookup(ts, self.now)
-        return suffixes
+        rule = self._rules.get(bucket)
+        if rule is None:
+            rule = self._rules[bucket] = (self.plan.write(ts, self.now),
+                                          self.plan.lookup(ts, self.now))  # fmt: skip
+        return rule
 
 
 def _fine(ts: float) -> int:
