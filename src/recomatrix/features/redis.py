@@ -328,7 +328,7 @@ class RedisOnlineStore:
         prefixed by the item (`_member_prefix`: an event counts once per item). On a cluster
         the items' keys sit in different slots: one item a call, with its own sets
         `rx:i:{item}:counted:<b>`. Which sets an id is looked for in and written to follows
-        its event's time (`_CallMarkers`).
+        its event's time (`redis_counts.CallMarkers`).
         """
         plan = self._markers.at(self._clock())  # one for every call of this flush
         per_call = 1 if self._cluster else ITEMS_PER_SCRIPT

@@ -60,14 +60,14 @@ class UserWrite:
         expected: bytes | None,
     ) -> None:
         self.key, self.state, self.stamp, self.expected = key, state, stamp, expected
-        self.fields = stamped(encode_user_fields(state, names), stamp)
+        self.fields = _stamped(encode_user_fields(state, names), stamp)
         self.whole = names is None
 
     def write_whole(self) -> None:
-        self.fields, self.whole = stamped(encode_user_fields(self.state), self.stamp), True
+        self.fields, self.whole = _stamped(encode_user_fields(self.state), self.stamp), True
 
 
-def stamped(fields: dict[str, bytes], stamp: bytes) -> dict[str, bytes]:
+def _stamped(fields: dict[str, bytes], stamp: bytes) -> dict[str, bytes]:
     """A user's fields to write, with the stamp; none when nothing changed."""
     if fields:
         fields[STAMP_FIELD] = stamp
